@@ -1,0 +1,100 @@
+"""Settings: one `PROMPTYARD_` environment prefix and one state directory.
+
+Precedence: explicit argument > environment > default. Every local file (servers' databases,
+logs, DSPy's cache) lives under `PROMPTYARD_HOME` (default `./.promptyard`).
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["Settings", "get_settings", "apply_offline_env", "BUNDLED_MODEL"]
+
+BUNDLED_MODEL = "smollm2-135m-instruct"
+
+# Variables that keep every library quiet and offline (measured traps in the stack notes).
+_OFFLINE_ENV = {
+    "DO_NOT_TRACK": "true",
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+    "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+    "HF_HUB_OFFLINE": "1",
+    "HF_DATASETS_OFFLINE": "1",
+    "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",
+    "TOKENIZERS_PARALLELISM": "false",
+}
+
+
+class Settings(BaseSettings):
+    """All promptyard settings. Each field reads `PROMPTYARD_<NAME>` from the environment."""
+
+    model_config = SettingsConfigDict(env_prefix="PROMPTYARD_", extra="ignore")
+
+    home: Path = Field(Path(".promptyard"), description="State directory: databases, logs, caches.")
+    lm_base_url: str | None = Field(
+        None, description="OpenAI-compatible base URL (…/v1). Default: the bundled local model."
+    )
+    lm_model: str = Field(BUNDLED_MODEL, description="Model name sent to the endpoint.")
+    lm_api_key: SecretStr = Field(
+        SecretStr("not-needed"), description="API key for the endpoint; never logged."
+    )
+    lm_timeout: float = Field(60.0, gt=0, description="Seconds before one LLM request fails.")
+    lm_concurrency: int = Field(4, ge=1, le=256, description="Concurrent requests when scoring.")
+    llm_port: int = Field(8089, ge=1, le=65535, description="Port of the bundled LLM server.")
+    llm_slots: int = Field(4, ge=1, le=64, description="Parallel slots of the bundled LLM server.")
+    llm_slot_context: int = Field(
+        2048, ge=512, le=8192, description="Context tokens per slot of the bundled LLM server."
+    )
+    mlflow_port: int = Field(5500, ge=1, le=65535, description="Port of the local MLflow server.")
+    mlflow_tracking_uri: str | None = Field(
+        None, description="MLflow tracking URI. Default: the local MLflow server."
+    )
+    prefect_port: int = Field(4200, ge=1, le=65535, description="Port of the local Prefect server.")
+    prefect_api_url: str | None = Field(
+        None, description="Prefect API URL. Default: the local Prefect server."
+    )
+    experiment: str = Field("promptyard", description="MLflow experiment for optimization runs.")
+
+    @property
+    def home_dir(self) -> Path:
+        return self.home.expanduser().resolve()
+
+    @property
+    def uses_bundled_model(self) -> bool:
+        return self.lm_base_url is None
+
+    @property
+    def lm_url(self) -> str:
+        return self.lm_base_url or f"http://127.0.0.1:{self.llm_port}/v1"
+
+    @property
+    def tracking_uri(self) -> str:
+        return self.mlflow_tracking_uri or f"http://127.0.0.1:{self.mlflow_port}"
+
+    @property
+    def prefect_url(self) -> str:
+        return self.prefect_api_url or f"http://127.0.0.1:{self.prefect_port}/api"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once from the environment."""
+    return Settings()
+
+
+def apply_offline_env(settings: Settings | None = None) -> None:
+    """Set the offline variables and point DSPy's and Prefect's state into the state directory.
+
+    Values the user already set are kept.
+    """
+    for key, value in _OFFLINE_ENV.items():
+        os.environ.setdefault(key, value)
+    home = (settings or get_settings()).home_dir
+    os.environ.setdefault("DSPY_CACHEDIR", str(home / "dspy_cache"))
+    os.environ.setdefault("PREFECT_HOME", str(home / "prefect"))
