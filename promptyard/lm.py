@@ -1,0 +1,105 @@
+"""The LLM endpoint: any OpenAI-compatible server, by default the bundled local model.
+
+`make_lm` builds a `dspy.LM` on the endpoint; its responses are cached by DSPy on disk under the
+state directory, so re-running the same work makes no new calls. The API key is a `SecretStr`
+and never leaves this module except in the request's Authorization header.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+from pydantic import SecretStr
+
+from promptyard.errors import EndpointUnreachableError
+from promptyard.settings import Settings, get_settings
+
+__all__ = ["Endpoint", "GenerationConfig", "check_endpoint", "make_lm", "is_transport_error"]
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    base_url: str
+    model: str
+    api_key: SecretStr = field(default_factory=lambda: SecretStr("not-needed"), repr=False)
+    timeout: float = 60.0
+
+    @classmethod
+    def from_settings(cls, settings: Settings | None = None) -> Endpoint:
+        s = settings or get_settings()
+        return cls(base_url=s.lm_url.rstrip("/"), model=s.lm_model, api_key=s.lm_api_key, timeout=s.lm_timeout)
+
+    def describe(self) -> dict[str, str]:
+        """What may be logged about the endpoint (never the key)."""
+        return {"lm_base_url": self.base_url, "lm_model": self.model}
+
+
+@dataclass(frozen=True)
+class GenerationConfig:
+    """Request settings stored with a prompt version (its MLflow model config)."""
+
+    temperature: float = 0.0
+    max_tokens: int = 32
+    response_format: dict[str, Any] | None = None
+
+    @classmethod
+    def from_model_config(cls, config: dict[str, Any] | None, response_format: Any = None) -> GenerationConfig:
+        config = config or {}
+        return cls(
+            temperature=float(config.get("temperature", 0.0) or 0.0),
+            max_tokens=int(config.get("max_tokens", 32) or 32),
+            response_format=response_format if isinstance(response_format, dict) else None,
+        )
+
+    def model_config(self) -> dict[str, Any]:
+        return {"temperature": self.temperature, "max_tokens": self.max_tokens}
+
+    def request_kwargs(self) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {"temperature": self.temperature, "max_tokens": self.max_tokens}
+        if self.response_format:
+            kwargs["response_format"] = self.response_format
+        return kwargs
+
+
+def check_endpoint(endpoint: Endpoint, timeout: float = 5.0) -> None:
+    """Raise `EndpointUnreachableError` unless the endpoint answers `GET /models`."""
+    headers = {"Authorization": f"Bearer {endpoint.api_key.get_secret_value()}"}
+    try:
+        response = httpx.get(f"{endpoint.base_url}/models", headers=headers, timeout=timeout)
+    except httpx.HTTPError as exc:
+        raise EndpointUnreachableError(
+            f"No LLM answers at {endpoint.base_url} ({type(exc).__name__}: {exc}). Start the bundled "
+            "model with `promptyard up`, or set PROMPTYARD_LM_BASE_URL to a running "
+            "OpenAI-compatible endpoint."
+        ) from None
+    if response.status_code in (401, 403):
+        raise EndpointUnreachableError(
+            f"The LLM endpoint {endpoint.base_url} refused the API key (HTTP {response.status_code}): "
+            "set PROMPTYARD_LM_API_KEY to a valid key."
+        )
+
+
+def make_lm(endpoint: Endpoint, *, cache: bool = True, **defaults: Any):
+    """A `dspy.LM` on the endpoint (temperature 0 unless given)."""
+    import dspy
+
+    defaults.setdefault("temperature", 0.0)
+    defaults.setdefault("max_tokens", 256)
+    return dspy.LM(
+        f"openai/{endpoint.model}",
+        api_base=endpoint.base_url,
+        api_key=endpoint.api_key.get_secret_value(),
+        cache=cache,
+        num_retries=2,
+        timeout=endpoint.timeout,
+        **defaults,
+    )
+
+
+def is_transport_error(exc: BaseException) -> bool:
+    """True when the request never reached a working endpoint (refused, DNS, timeout)."""
+    from dspy.utils.exceptions import LMTimeoutError, LMTransportError
+
+    return isinstance(exc, LMTransportError | LMTimeoutError)

@@ -1,0 +1,185 @@
+"""The prompt registry: MLflow's own, so `mlflow.genai.load_prompt` reads what we write.
+
+References: `name` (latest version), `name/3` (a version), `name@production` (an alias); the
+`prompts:/` prefix is accepted too.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from promptyard.errors import PromptNotFoundError, TemplateError, TrackingUnavailableError, UserError
+from promptyard.lm import GenerationConfig
+from promptyard.templates import Template, check_variables
+
+__all__ = ["PromptRef", "Registry", "PROTECTED_ALIASES"]
+
+PROTECTED_ALIASES = frozenset({"production"})
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-/]*$")
+_ALIAS = re.compile(r"^[A-Za-z][A-Za-z0-9_\-]*$")
+
+
+@dataclass(frozen=True)
+class PromptRef:
+    name: str
+    version: int | None = None
+    alias: str | None = None
+
+    @classmethod
+    def parse(cls, ref: str) -> PromptRef:
+        text = ref.removeprefix("prompts:/").strip()
+        if "@" in text:
+            name, alias = text.rsplit("@", 1)
+            if not _ALIAS.match(alias):
+                raise UserError(f"Alias {alias!r} in {ref!r} is not valid: use letters, digits, '-' or '_'.")
+            ref_obj = cls(name, alias=alias)
+        elif re.search(r"/\d+$", text):
+            name, version = text.rsplit("/", 1)
+            ref_obj = cls(name, version=int(version))
+        else:
+            ref_obj = cls(text)
+        if not _NAME.match(ref_obj.name):
+            raise UserError(
+                f"Prompt reference {ref!r} is not valid: write NAME, NAME/VERSION or NAME@ALIAS "
+                "(names use letters, digits, '.', '-', '_')."
+            )
+        return ref_obj
+
+    def __str__(self) -> str:
+        if self.alias:
+            return f"{self.name}@{self.alias}"
+        return f"{self.name}/{self.version}" if self.version else self.name
+
+    @property
+    def uri(self) -> str:
+        return f"prompts:/{self}"
+
+
+class Registry:
+    """Register, read and alias prompt versions in an MLflow tracking store."""
+
+    def __init__(self, tracking_uri: str):
+        from mlflow import MlflowClient
+
+        self.tracking_uri = tracking_uri
+        self.client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+
+    def check(self) -> None:
+        """Raise `TrackingUnavailableError` unless an HTTP tracking server answers."""
+        if not self.tracking_uri.startswith("http"):
+            return
+        import httpx
+
+        try:
+            httpx.get(f"{self.tracking_uri.rstrip('/')}/health", timeout=5).raise_for_status()
+        except httpx.HTTPError as exc:
+            raise TrackingUnavailableError(
+                f"The MLflow tracking server at {self.tracking_uri} does not answer ({exc}). Start it "
+                "with `promptyard up`, or set PROMPTYARD_MLFLOW_TRACKING_URI to a running server."
+            ) from None
+
+    # -- writing -------------------------------------------------------------------------------
+    def register(
+        self,
+        name: str,
+        template: str,
+        *,
+        commit_message: str = "",
+        tags: dict[str, str] | None = None,
+        generation: GenerationConfig | None = None,
+        available_fields: Iterable[str] | None = None,
+    ):
+        """Register `template` as a new version of `name` (created if new) and return it."""
+        PromptRef.parse(name)
+        parsed = Template.parse(template)
+        if available_fields is not None:
+            check_variables(parsed.text, available_fields)
+        generation = generation or GenerationConfig()
+        return self.client.register_prompt(
+            name=name,
+            template=template,
+            commit_message=commit_message or None,
+            tags={str(k): str(v) for k, v in (tags or {}).items()},
+            response_format=generation.response_format,
+            model_config=generation.model_config(),
+        )
+
+    def set_alias(self, name: str, alias: str, version: int) -> None:
+        PromptRef.parse(f"{name}@{alias}")
+        self.get(f"{name}/{version}")  # raises a clear error for an unknown version
+        self.client.set_prompt_alias(name, alias, int(version))
+
+    def set_version_tags(self, name: str, version: int, tags: dict[str, str]) -> None:
+        for key, value in tags.items():
+            self.client.set_prompt_version_tag(name, version, key, str(value))
+
+    # -- reading -------------------------------------------------------------------------------
+    def get(self, ref: str | PromptRef):
+        """The prompt version a reference points to, or `PromptNotFoundError`."""
+        from mlflow.exceptions import MlflowException
+
+        ref = ref if isinstance(ref, PromptRef) else PromptRef.parse(ref)
+        if self.client.get_prompt(ref.name) is None:
+            known = ", ".join(p.name for p in self.list()[:20]) or "none yet"
+            raise PromptNotFoundError(
+                f"No prompt named {ref.name!r} in the registry at {self.tracking_uri} (known: {known}). "
+                f"Register it with `promptyard prompts register {ref.name} --template ...`."
+            )
+        try:
+            if ref.alias:
+                found = self.client.get_prompt_version_by_alias(ref.name, ref.alias)
+            elif ref.version:
+                found = self.client.get_prompt_version(ref.name, ref.version)
+            else:
+                found = self.client.get_prompt_version(ref.name, max(int(v.version) for v in self.client.search_prompt_versions(ref.name)))
+        except MlflowException:
+            found = None
+        if found is None:
+            versions = self.versions(ref.name)
+            aliases = sorted({a for v in versions for a in v.aliases})
+            raise PromptNotFoundError(
+                f"Prompt {ref.name!r} has no {'alias ' + repr(ref.alias) if ref.alias else 'version ' + str(ref.version)}. "
+                f"Versions: {', '.join(str(v.version) for v in reversed(versions)) or 'none'}; aliases: "
+                f"{', '.join(aliases) or 'none'}. Use one of those, or set the alias with "
+                f"`promptyard prompts alias {ref.name} ALIAS VERSION`."
+            )
+        return found
+
+    def versions(self, name: str) -> list:
+        """Every version of `name` with its aliases, newest first."""
+        numbers, token = [], None
+        while True:
+            page = self.client.search_prompt_versions(name, max_results=100, page_token=token)
+            numbers.extend(int(v.version) for v in page)
+            token = page.token
+            if not token:
+                break
+        # search results carry no aliases; a version read one by one does
+        return [self.client.get_prompt_version(name, n) for n in sorted(numbers, reverse=True)]
+
+    def list(self, filter_string: str | None = None) -> list:
+        """Every prompt (the latest metadata, not versions)."""
+        prompts, token = [], None
+        while True:
+            page = self.client.search_prompts(filter_string=filter_string, max_results=100, page_token=token)
+            prompts.extend(page)
+            token = page.token
+            if not token:
+                break
+        return sorted(prompts, key=lambda p: p.name)
+
+    @staticmethod
+    def generation(version) -> GenerationConfig:
+        """The request settings stored with a version."""
+        return GenerationConfig.from_model_config(version.model_config, version.response_format)
+
+    @staticmethod
+    def template_text(version) -> str:
+        if not isinstance(version.template, str):
+            raise TemplateError(
+                f"Prompt {version.name} version {version.version} is a chat template; optimization "
+                "works on text templates: register the user message as a text template."
+            )
+        return version.template
