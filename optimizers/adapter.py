@@ -1,0 +1,119 @@
+"""A DSPy adapter that renders the task exactly as the registered template does.
+
+The task predictor's request is one user message: the template with the candidate instruction
+and the example's values, which is what an app sends with `load_prompt(...).format(...)`. So a
+score measured inside DSPy is the score of the template that gets registered.
+
+Other signatures (an optimizer's own proposer calls) go to `proposer`: DSPy's standard adapters
+for capable endpoints, or, for small models that cannot follow DSPy's field markers
+(SmolLM2-135M fails ChatAdapter on every call), a plain-text prompt: a short instruction, the
+inputs as text, and the whole reply as the single output.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import dspy
+
+from promptyard.metrics import Metric
+from promptyard.templates import Template
+
+__all__ = ["TemplateAdapter", "OUTPUT_FIELD", "task_signature", "clean_proposal", "SHORT_PROPOSER_INSTRUCTIONS"]
+
+OUTPUT_FIELD = "prompt_output"
+
+# Instructions a 135M-parameter model can follow, keyed by the proposer signature's input field.
+SHORT_PROPOSER_INSTRUCTIONS: Mapping[str, str] = {
+    "basic_instruction": (
+        "Rewrite the instruction below so that an assistant follows it better. Keep the list of "
+        "allowed answers. Reply with the new instruction only."
+    ),
+    "attempted_instructions": (
+        "Below are instructions and their scores; higher is better. Write one new instruction "
+        "that will score higher. Keep the list of allowed answers. Reply with the new instruction only."
+    ),
+}
+
+_LEADING_LABEL = re.compile(
+    r"^\s*[*#>\-\s]*(?:(?:new|improved|proposed|rewritten|better)\s+)?instructions?\s*(?:#\s*\d+)?\s*[:\-]\s*",
+    re.IGNORECASE,
+)
+
+
+def task_signature(task_inputs: list[str], instruction: str) -> type[dspy.Signature]:
+    """The DSPy signature of a template: its variables in, one text out."""
+    fields = {name: (str, dspy.InputField()) for name in task_inputs}
+    fields[OUTPUT_FIELD] = (str, dspy.OutputField())
+    return dspy.Signature(fields, instruction)
+
+
+def clean_proposal(text: str) -> str:
+    """The instruction inside a proposer's reply: label, quotes and trailing chatter removed."""
+    text = _LEADING_LABEL.sub("", text.strip(), count=1)
+    first = text.split("\n\n")[0].strip()
+    return first.strip('"').strip("'").strip()[:800]
+
+
+class TemplateAdapter(dspy.Adapter):
+    """Renders task calls through the template body; hands other calls to `proposer`."""
+
+    def __init__(self, body: str, task_inputs: list[str], metric: Metric, proposer: dspy.Adapter | None = None):
+        super().__init__()
+        self.body = body
+        self.task_inputs = list(task_inputs)
+        self.metric = metric
+        self.proposer = proposer
+
+    def _is_task(self, signature) -> bool:
+        return list(signature.output_fields) == [OUTPUT_FIELD]
+
+    def __call__(self, lm, lm_kwargs, signature, demos, inputs):
+        if self.proposer is not None and not self._is_task(signature):
+            return self.proposer(lm, lm_kwargs, signature, demos, inputs)
+        return super().__call__(lm, lm_kwargs, signature, demos, inputs)
+
+    async def acall(self, lm, lm_kwargs, signature, demos, inputs):
+        if self.proposer is not None and not self._is_task(signature):
+            return await self.proposer.acall(lm, lm_kwargs, signature, demos, inputs)
+        return await super().acall(lm, lm_kwargs, signature, demos, inputs)
+
+    # -- formatting ----------------------------------------------------------------------------
+    def format(self, signature, demos: list[dict[str, Any]], inputs: dict[str, Any]) -> list[dict[str, Any]]:
+        if self._is_task(signature):
+            content = Template(signature.instructions.strip(), self.body).render(inputs)
+        else:
+            content = self._format_plain(signature, inputs)
+        return [{"role": "user", "content": content}]
+
+    def _format_plain(self, signature, inputs: dict[str, Any]) -> str:
+        names = list(signature.input_fields)
+        instruction = next(
+            (SHORT_PROPOSER_INSTRUCTIONS[n] for n in names if n in SHORT_PROPOSER_INSTRUCTIONS),
+            signature.instructions,
+        )
+        parts = [instruction]
+        for name in names:
+            value = inputs.get(name, "")
+            if isinstance(value, list | tuple):
+                # COPRO lists "Prefix #k" lines too: output prefixes mean nothing to a plain template
+                value = "\n".join(str(v) for v in value if not str(v).startswith("Prefix #"))
+            parts.append(f"{_title(name)}: {value}")
+        output = next(iter(signature.output_fields))
+        parts.append(f"{_title(output)}:")
+        return "\n\n".join(parts)
+
+    # -- parsing -------------------------------------------------------------------------------
+    def parse(self, signature, completion: str) -> dict[str, Any]:
+        if self._is_task(signature):
+            return {OUTPUT_FIELD: completion}
+        outputs = list(signature.output_fields)
+        parsed = {name: "" for name in outputs}
+        parsed[outputs[0]] = clean_proposal(completion)
+        return parsed
+
+
+def _title(name: str) -> str:
+    return name.replace("_", " ").capitalize()

@@ -1,0 +1,109 @@
+"""The optimizer interface: a seed template and training examples in, candidate templates out.
+
+Optimizers never log, register or orchestrate: the flow scores, logs and registers what they
+return. Built-in and third-party optimizers are found through the `promptyard.optimizers`
+entry-point group.
+"""
+
+from __future__ import annotations
+
+import inspect
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from typing import Any, ClassVar
+
+from promptyard.errors import OptimizerError, TemplateError
+from promptyard.lm import GenerationConfig
+from promptyard.metrics import Metric
+from promptyard.templates import Template
+
+__all__ = ["Candidate", "OptimizationTask", "Optimizer", "get_optimizer", "available_optimizers"]
+
+
+@dataclass
+class OptimizationTask:
+    """What an optimizer works on."""
+
+    seed: Template
+    trainset: list[dict]
+    input_fields: list[str]
+    label_field: str
+    metric: Metric
+    generation: GenerationConfig = field(default_factory=GenerationConfig)
+    labels: list[str] = field(default_factory=list)
+    proposer_style: str = "plain"  # "plain" for small models, "standard" for DSPy's own adapters
+
+    def __post_init__(self) -> None:
+        if not self.seed.instruction.strip():
+            raise TemplateError(
+                "The template has no instruction before its first {{variable}} paragraph, so there "
+                "is nothing to optimize: start it with an instruction paragraph, then a blank line."
+            )
+
+
+@dataclass
+class Candidate:
+    """One proposed template and what the optimizer knew of it."""
+
+    template: str
+    source: str
+    train_score: float | None = None
+    generation: GenerationConfig = field(default_factory=GenerationConfig)
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+class Optimizer(ABC):
+    """Every setting is a constructor keyword with a default; `get_params()` returns them."""
+
+    name: ClassVar[str] = "optimizer"
+    min_train: ClassVar[int] = 2
+
+    def __init__(self, **settings: Any):
+        accepted = self.accepted_settings()
+        unknown = sorted(set(settings) - set(accepted))
+        if unknown:
+            raise OptimizerError(
+                f"Optimizer {self.name!r} does not accept {', '.join(unknown)}; it accepts: "
+                + ", ".join(f"{k} (default {v!r})" for k, v in accepted.items())
+            )
+        self.settings = {**accepted, **settings}
+
+    @classmethod
+    def accepted_settings(cls) -> dict[str, Any]:
+        """The settings and their defaults, read from `defaults`."""
+        return dict(getattr(cls, "defaults", {}))
+
+    def get_params(self) -> dict[str, Any]:
+        return dict(self.settings)
+
+    def check(self, task: OptimizationTask) -> None:
+        if len(task.trainset) < self.min_train:
+            raise OptimizerError(
+                f"Optimizer {self.name!r} needs at least {self.min_train} training examples; the train "
+                f"split has {len(task.trainset)}. Add examples or lower the validation/test sizes."
+            )
+
+    @abstractmethod
+    def optimize(self, task: OptimizationTask, *, task_lm: Any, proposer_lm: Any) -> list[Candidate]:
+        """Return candidate templates, best first by the optimizer's own estimate."""
+
+
+def available_optimizers() -> dict[str, type[Optimizer]]:
+    """Optimizers registered under the `promptyard.optimizers` entry-point group."""
+    found = {}
+    for ep in entry_points(group="promptyard.optimizers"):
+        cls = ep.load()
+        if inspect.isclass(cls) and issubclass(cls, Optimizer):
+            found[ep.name] = cls
+    return found
+
+
+def get_optimizer(name: str, **settings: Any) -> Optimizer:
+    optimizers = available_optimizers()
+    if name not in optimizers:
+        raise OptimizerError(
+            f"Unknown optimizer {name!r}: choose one of {', '.join(sorted(optimizers)) or 'none installed'} "
+            "(`promptyard optimizers list` shows their settings)."
+        )
+    return optimizers[name](**settings)
