@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import inspect
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib.metadata import entry_points
 from typing import Any, ClassVar
 
@@ -18,7 +18,34 @@ from promptyard.lm import GenerationConfig
 from promptyard.metrics import Metric
 from promptyard.templates import Template
 
-__all__ = ["Candidate", "OptimizationTask", "Optimizer", "get_optimizer", "available_optimizers"]
+__all__ = [
+    "Candidate",
+    "OptimizationTask",
+    "Optimizer",
+    "get_optimizer",
+    "available_optimizers",
+    "label_response_format",
+]
+
+LABEL_FORMAT = "label_json"
+
+
+def label_response_format(task: OptimizationTask) -> dict[str, Any]:
+    """A JSON-schema response format whose only field must be one of the task's labels."""
+    key = task.label_field
+    return {
+        "type": "json_schema",
+        "json_schema": {
+            "name": "answer",
+            "strict": True,
+            "schema": {
+                "type": "object",
+                "properties": {key: {"type": "string", "enum": list(task.labels)}},
+                "required": [key],
+                "additionalProperties": False,
+            },
+        },
+    }
 
 
 @dataclass
@@ -33,6 +60,7 @@ class OptimizationTask:
     generation: GenerationConfig = field(default_factory=GenerationConfig)
     labels: list[str] = field(default_factory=list)
     proposer_style: str = "plain"  # "plain" for small models, "standard" for DSPy's own adapters
+    random_seed: int = 0
 
     def __post_init__(self) -> None:
         if not self.seed.instruction.strip():
@@ -51,6 +79,13 @@ class Candidate:
     train_score: float | None = None
     generation: GenerationConfig = field(default_factory=GenerationConfig)
     details: dict[str, Any] = field(default_factory=dict)
+
+
+_COMMON_SETTINGS = {
+    "max_candidates": 4,  # proposals returned to the flow, best first
+    # also try the seed and each proposal with the answer constrained to the label set (JSON schema)
+    "constrain_labels": True,
+}
 
 
 class Optimizer(ABC):
@@ -72,7 +107,7 @@ class Optimizer(ABC):
     @classmethod
     def accepted_settings(cls) -> dict[str, Any]:
         """The settings and their defaults, read from `defaults`."""
-        return dict(getattr(cls, "defaults", {}))
+        return {**_COMMON_SETTINGS, **getattr(cls, "defaults", {})}
 
     def get_params(self) -> dict[str, Any]:
         return dict(self.settings)
@@ -83,6 +118,19 @@ class Optimizer(ABC):
                 f"Optimizer {self.name!r} needs at least {self.min_train} training examples; the train "
                 f"split has {len(task.trainset)}. Add examples or lower the validation/test sizes."
             )
+
+    def propose(self, task: OptimizationTask, *, task_lm: Any, proposer_lm: Any) -> list[Candidate]:
+        """`optimize`, cut to `max_candidates`, plus label-constrained twins when asked for."""
+        self.check(task)
+        candidates = self.optimize(task, task_lm=task_lm, proposer_lm=proposer_lm)[: int(self.settings["max_candidates"])]
+        if not (self.settings["constrain_labels"] and task.labels and not task.generation.response_format):
+            return candidates
+        constrained = replace(task.generation, response_format=label_response_format(task))
+        seed_twin = Candidate(task.seed.text, source="seed", generation=constrained)
+        twins = [replace(c, train_score=None, generation=constrained) for c in candidates]
+        for candidate in [seed_twin, *twins]:
+            candidate.details = {**candidate.details, "output_format": LABEL_FORMAT}
+        return [*candidates, seed_twin, *twins]
 
     @abstractmethod
     def optimize(self, task: OptimizationTask, *, task_lm: Any, proposer_lm: Any) -> list[Candidate]:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
+import random
 from typing import Any
 
 import dspy
@@ -27,13 +30,13 @@ class CoproOptimizer(Optimizer):
         "init_temperature": 0.9,  # proposer sampling temperature
         "train_size": 40,  # training examples each instruction is scored on
         "num_threads": 4,  # concurrent requests while scoring on train
-        "max_candidates": 4,  # best distinct proposals returned to the flow
     }
 
     def optimize(self, task: OptimizationTask, *, task_lm: Any, proposer_lm: Any) -> list[Candidate]:
-        self.check(task)
         s = self.settings
-        trainset = trainset_for(task)[: s["train_size"]]
+        trainset = trainset_for(task)
+        random.Random(task.random_seed).shuffle(trainset)
+        trainset = trainset[: int(s["train_size"])]
         teleprompter = COPRO(
             prompt_model=proposer_lm,
             metric=dspy_metric(task),
@@ -41,12 +44,15 @@ class CoproOptimizer(Optimizer):
             depth=int(s["depth"]),
             init_temperature=float(s["init_temperature"]),
         )
-        with dspy.context(lm=task_lm, adapter=adapter_for(task)):
+        # COPRO prints the proposer's history to stdout; keep it in the debug log instead
+        printed = io.StringIO()
+        with dspy.context(lm=task_lm, adapter=adapter_for(task)), contextlib.redirect_stdout(printed):
             best = teleprompter.compile(
                 program_for(task),
                 trainset=trainset,
                 eval_kwargs={"num_threads": int(s["num_threads"]), "display_progress": True},
             )
+        log.debug("COPRO proposer output:\n%s", printed.getvalue())
         seen = {task.seed.instruction.strip()}
         candidates = []
         for entry in sorted(best.candidate_programs, key=lambda c: c["score"], reverse=True):
@@ -64,4 +70,4 @@ class CoproOptimizer(Optimizer):
                 )
             )
         log.info("COPRO proposed %d distinct instructions", len(candidates))
-        return candidates[: int(s["max_candidates"])]
+        return candidates

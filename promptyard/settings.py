@@ -59,6 +59,12 @@ class Settings(BaseSettings):
     prefect_api_url: str | None = Field(
         None, description="Prefect API URL. Default: the local Prefect server."
     )
+    proposer_style: str = Field(
+        "auto",
+        pattern="^(auto|plain|standard)$",
+        description="How optimizers talk to the proposer LM: 'plain' text for small models, "
+        "'standard' DSPy adapters for capable ones, 'auto' = plain for the bundled model.",
+    )
     experiment: str = Field("promptyard", description="MLflow experiment for optimization runs.")
 
     @property
@@ -68,6 +74,10 @@ class Settings(BaseSettings):
     @property
     def uses_bundled_model(self) -> bool:
         return self.lm_base_url is None
+
+    @property
+    def plain_proposer(self) -> bool:
+        return self.proposer_style == "plain" or (self.proposer_style == "auto" and self.uses_bundled_model)
 
     @property
     def lm_url(self) -> str:

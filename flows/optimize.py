@@ -1,0 +1,242 @@
+"""Optimize a prompt: load → baseline → candidates → score → log → gate on test → register."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from prefect import flow, get_run_logger, runtime, task
+from prefect.cache_policies import NO_CACHE
+from prefect.task_runners import ThreadPoolTaskRunner
+
+from optimizers import Candidate, OptimizationTask, Optimizer, get_optimizer
+from promptyard.data import LoadedDataset, load_dataset
+from promptyard.errors import TemplateError, UserError
+from promptyard.lm import Endpoint, GenerationConfig, check_endpoint, make_lm
+from promptyard.metrics import get_metric
+from promptyard.progress import scoring_progress
+from promptyard.registry import Registry
+from promptyard.scoring import ScoreResult, score_template
+from promptyard.settings import get_settings
+from promptyard.stats import paired_bootstrap
+from promptyard.templates import Template, check_variables
+from promptyard.tracking import Tracker
+
+__all__ = ["optimize_prompt"]
+
+CANDIDATE_ALIAS = "candidate"
+
+
+def _retry_service_errors(task, task_run, state) -> bool:
+    """Retry transient failures, never a mistake in the input."""
+    try:
+        state.result()
+    except UserError:
+        return False
+    except Exception:
+        return True
+    return False
+
+
+RETRY = {"retries": 2, "retry_delay_seconds": [2, 5], "retry_condition_fn": _retry_service_errors}
+
+
+@dataclass
+class Seed:
+    name: str
+    version: int
+    template: Template
+    generation: GenerationConfig
+
+
+@task(cache_policy=NO_CACHE, **RETRY)
+def load_prompt_version(registry: Registry, ref: str) -> Seed:
+    version = registry.get(ref)
+    return Seed(version.name, int(version.version), Template.parse(registry.template_text(version)),
+                registry.generation(version))
+
+
+@task(cache_policy=NO_CACHE)
+def load_data(dataset: str, cache_dir: str) -> LoadedDataset:
+    return load_dataset(dataset, cache_dir=cache_dir)
+
+
+@task(cache_policy=NO_CACHE, **RETRY)
+def score(template: str, rows: list[dict], data: LoadedDataset, lm, generation: GenerationConfig,
+          concurrency: int, label: str) -> ScoreResult:
+    metric = get_metric(data.card.metric, data.card.labels)
+    with scoring_progress(label, len(rows)) as advance:
+        return score_template(template, rows, lm=lm, metric=metric, input_fields=data.card.input_fields,
+                              label_field=data.card.label_field, generation=generation,
+                              concurrency=concurrency, on_example=advance)
+
+
+@task(cache_policy=NO_CACHE)
+def propose(optimizer: Optimizer, opt_task: OptimizationTask, task_lm, proposer_lm) -> list[Candidate]:
+    return optimizer.propose(opt_task, task_lm=task_lm, proposer_lm=proposer_lm)
+
+
+@task(cache_policy=NO_CACHE, **RETRY)
+def log_candidate(tracker: Tracker, parent_id: str, index: int, candidate: Candidate, result: ScoreResult,
+                  seed: Seed, optimizer_params: dict) -> str:
+    run_id = tracker.start_run(f"candidate-{index}", parent_id=parent_id)
+    tracker.log(
+        run_id,
+        params={"template": candidate.template, "optimizer": candidate.source,
+                "output_format": candidate.details.get("output_format", "free"),
+                "response_format": candidate.generation.response_format,
+                "parent_prompt": seed.name, "parent_version": seed.version,
+                **{f"optimizer.{k}": v for k, v in optimizer_params.items()}},
+        metrics={"train_score": candidate.train_score} if candidate.train_score is not None else {},
+    )
+    tracker.log_score(run_id, result, split="validation")
+    tracker.log_text(run_id, candidate.template, "template.txt")
+    tracker.finish(run_id)
+    return run_id
+
+
+@task(cache_policy=NO_CACHE, **RETRY)
+def register_version(registry: Registry, seed: Seed, candidate: Candidate, tags: dict, message: str) -> int:
+    version = registry.register(seed.name, candidate.template, commit_message=message, tags=tags,
+                                generation=candidate.generation)
+    registry.set_alias(seed.name, CANDIDATE_ALIAS, int(version.version))
+    return int(version.version)
+
+
+def _preflight(template: Template, data: LoadedDataset) -> None:
+    check_variables(template.text, data.card.input_fields, where=f"dataset {data.card.name!r} (its input fields)")
+    if data.card.label_field in template.variables:
+        raise TemplateError(
+            f"The template shows the answer: {{{{{data.card.label_field}}}}} is the dataset's label field. "
+            "Remove it from the template."
+        )
+
+
+@flow(name="optimize-prompt", task_runner=ThreadPoolTaskRunner(max_workers=2))
+def optimize_prompt(
+    prompt: str,
+    dataset: str,
+    optimizer: str = "copro",
+    optimizer_settings: dict[str, Any] | None = None,
+    max_candidates: int = 4,
+    seed: int = 0,
+    limit_train: int | None = None,
+    limit_validation: int | None = None,
+    limit_test: int | None = None,
+    confidence: float = 0.95,
+) -> dict[str, Any]:
+    """Optimize PROMPT (name, name/version or name@alias) on DATASET; register the best only if it
+    beats the seed on the test split (paired bootstrap interval above 0)."""
+    started = time.perf_counter()
+    logger = get_run_logger()
+    settings = get_settings()
+    if max_candidates < 1:
+        raise UserError(f"max_candidates must be at least 1, got {max_candidates}.")
+    registry = Registry(settings.tracking_uri)
+    registry.check()
+    endpoint = Endpoint.from_settings(settings)
+    # an unknown optimizer or setting fails here, before any work
+    opt = get_optimizer(optimizer, **{**(optimizer_settings or {}), "max_candidates": max_candidates})
+
+    seed_prompt = load_prompt_version(registry, prompt)
+    data = load_data(dataset, str(settings.home_dir / "hf_cache"))
+    _preflight(seed_prompt.template, data)
+    check_endpoint(endpoint)
+
+    task_lm = make_lm(endpoint, **seed_prompt.generation.request_kwargs())
+    proposer_lm = make_lm(endpoint, max_tokens=256)
+    per_candidate = max(1, settings.lm_concurrency // 2)
+    validation = data.rows("validation", limit_validation)
+    test = data.rows("test", limit_test)
+
+    tracker = Tracker(settings.tracking_uri, settings.experiment)
+    parent_id = tracker.start_run(f"optimize {seed_prompt.name}/v{seed_prompt.version} on {data.card.name}",
+                                  tags={"promptyard.prompt": seed_prompt.name})
+    ok = False
+    try:
+        optimizer_params = opt.get_params()
+        tracker.log(parent_id, params={
+            "prompt": seed_prompt.name, "parent_version": seed_prompt.version, "seed_template": seed_prompt.template.text,
+            "optimizer": optimizer, "seed": seed, "confidence": confidence, "max_candidates": max_candidates,
+            **endpoint.describe(), **{f"optimizer.{k}": v for k, v in optimizer_params.items()},
+        }, tags={"promptyard.flow_run_id": str(runtime.flow_run.id or "")})
+        tracker.log_dataset(parent_id, data)
+
+        baseline_val = score(seed_prompt.template.text, validation, data, task_lm, seed_prompt.generation,
+                             settings.lm_concurrency, "baseline · validation")
+        tracker.log_score(parent_id, baseline_val, split="baseline_validation")
+        logger.info("Baseline on validation: %.3f", baseline_val.accuracy)
+
+        opt_task = OptimizationTask(
+            seed=seed_prompt.template, trainset=data.rows("train", limit_train),
+            input_fields=data.card.input_fields, label_field=data.card.label_field,
+            metric=get_metric(data.card.metric, data.card.labels), generation=seed_prompt.generation,
+            labels=data.card.labels, proposer_style="plain" if settings.plain_proposer else "standard", random_seed=seed,
+        )
+        candidates = propose(opt, opt_task, task_lm, proposer_lm)
+        logger.info("%s proposed %d candidate(s)", optimizer, len(candidates))
+        tracker.log(parent_id, metrics={"candidates_proposed": len(candidates)})
+
+        futures = [score.submit(c.template, validation, data, task_lm, c.generation, per_candidate,
+                                f"candidate {i} · validation") for i, c in enumerate(candidates, 1)]
+        results = [f.result() for f in futures]
+        child_ids = [log_candidate(tracker, parent_id, i, c, r, seed_prompt, optimizer_params)
+                     for i, (c, r) in enumerate(zip(candidates, results, strict=True), 1)]
+
+        summary: dict[str, Any] = {
+            "prompt": f"{seed_prompt.name}/{seed_prompt.version}", "dataset": data.card.name, "optimizer": optimizer,
+            "baseline_validation": baseline_val.accuracy,
+            "candidates": [{"index": i, "train_score": c.train_score, "validation": r.accuracy, "run_id": rid}
+                           for i, (c, r, rid) in enumerate(zip(candidates, results, child_ids, strict=True), 1)],
+            "registered_version": None, "parent_run_id": parent_id, "mlflow_url": tracker.run_url(parent_id),
+            "flow_run_id": str(runtime.flow_run.id or ""),
+        }
+        best_index = max(range(len(results)), key=lambda i: results[i].accuracy, default=None)
+        if best_index is None:
+            summary["decision"] = "no candidate was proposed; nothing registered"
+        else:
+            best, best_val = candidates[best_index], results[best_index]
+            baseline_test = score(seed_prompt.template.text, test, data, task_lm, seed_prompt.generation,
+                                  settings.lm_concurrency, "baseline · test")
+            best_test = score(best.template, test, data, task_lm, best.generation, settings.lm_concurrency,
+                              f"candidate {best_index + 1} · test")
+            tracker.log_score(parent_id, baseline_test, split="baseline_test")
+            tracker.log_score(child_ids[best_index], best_test, split="test")
+            comparison = paired_bootstrap(baseline_test.scores, best_test.scores, confidence=confidence, seed=seed)
+            tracker.log(parent_id, metrics={**comparison.as_metrics(), "best_validation": best_val.accuracy},
+                        tags={"promptyard.best_candidate_run_id": child_ids[best_index]})
+            summary.update(best_candidate=best_index + 1, test=comparison.__dict__)
+            ci = f"{confidence:.0%} interval [{comparison.low:+.3f}, {comparison.high:+.3f}]"
+            if comparison.significant_gain:
+                tags = {
+                    "promptyard.parent_version": seed_prompt.version, "promptyard.optimizer": optimizer,
+                    "promptyard.dataset": data.card.name, "promptyard.dataset_digest": data.digest,
+                    "promptyard.seed": seed, "promptyard.parent_run_id": parent_id,
+                    "promptyard.candidate_run_id": child_ids[best_index],
+                    "promptyard.test_baseline": f"{comparison.baseline:.4f}",
+                    "promptyard.test_score": f"{comparison.candidate:.4f}",
+                    "promptyard.test_diff_low": f"{comparison.low:.4f}",
+                }
+                message = (f"{optimizer} on {data.card.name}: test {comparison.baseline:.3f} -> "
+                           f"{comparison.candidate:.3f} ({ci})")
+                new_version = register_version(registry, seed_prompt, best, tags, message)
+                summary["registered_version"] = new_version
+                summary["decision"] = (f"registered {seed_prompt.name} version {new_version} and moved alias "
+                                       f"'{CANDIDATE_ALIAS}' to it: test {comparison.baseline:.3f} -> "
+                                       f"{comparison.candidate:.3f}, {ci}")
+                tracker.log(parent_id, metrics={"registered_version": new_version})
+            else:
+                summary["decision"] = (f"no version registered: the best candidate scored {comparison.candidate:.3f} "
+                                       f"vs baseline {comparison.baseline:.3f} on test, {ci} does not lie above 0")
+        tracker.log(parent_id, tags={"promptyard.decision": summary["decision"]})
+        summary["duration_s"] = round(time.perf_counter() - started, 1)
+        logger.info(summary["decision"])
+        ok = True
+        return summary
+    finally:
+        tracker.finish(parent_id, ok)
+
+
+if __name__ == "__main__":
+    optimize_prompt(prompt="intent@production", dataset="intent_recognition")
