@@ -1,0 +1,270 @@
+"""The `promptyard` command line: stack, prompts, datasets, optimize, demo.
+
+Library errors become one clean message on stderr and exit code 1, here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Any
+
+import click
+
+from promptyard.errors import OrchestratorUnavailableError, PromptyardError, UserError
+from promptyard.settings import apply_offline_env, get_settings
+
+__all__ = ["main", "cli"]
+
+
+class _Group(click.Group):
+    """Turn promptyard errors into `Error: ...` and exit 1, without a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except PromptyardError as exc:
+            raise click.ClickException(str(exc)) from None
+
+
+def emit(data: Any, as_json: bool, text: str | None = None) -> None:
+    if as_json:
+        click.echo(json.dumps(data, indent=2, default=str))
+    elif text is not None:
+        click.echo(text)
+
+
+@click.group(cls=_Group)
+@click.version_option(package_name="promptyard")
+def cli() -> None:
+    """Prompt registry on MLflow and prompt optimization with DSPy, orchestrated by Prefect.
+
+    \b
+    Example:
+      promptyard up
+      promptyard prompts register intent --file prompt.txt --dataset intent_recognition --alias production
+      promptyard optimize intent@production --dataset intent_recognition
+    """
+    apply_offline_env()
+
+
+# -- stack ------------------------------------------------------------------------------------
+@cli.command()
+@click.option("--only", type=click.Choice(["llm", "mlflow", "prefect"]), multiple=True, help="Start only these.")
+def up(only: tuple[str, ...]) -> None:
+    """Start the bundled LLM, MLflow and Prefect on loopback (idempotent); wait until they answer.
+
+    \b
+    Example:
+      promptyard up            # all three
+      promptyard up --only mlflow
+    """
+    from promptyard import stack
+
+    statuses = stack.up(get_settings(), only or stack.SERVICE_NAMES, echo=click.echo)
+    _print_status(statuses)
+
+
+@cli.command()
+def down() -> None:
+    """Stop the services `promptyard up` started.
+
+    \b
+    Example:
+      promptyard down
+    """
+    from promptyard import stack
+
+    stopped = stack.down(get_settings())
+    click.echo(f"stopped: {', '.join(stopped)}" if stopped else "nothing was running")
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def status(as_json: bool) -> None:
+    """Show whether each service answers, its URL and pid.
+
+    \b
+    Example:
+      promptyard status --json
+    """
+    from promptyard import stack
+
+    statuses = stack.status(get_settings())
+    if as_json:
+        emit([s.__dict__ for s in statuses], True)
+    else:
+        _print_status(statuses)
+    if not all(s.healthy for s in statuses):
+        sys.exit(3)
+
+
+def _print_status(statuses) -> None:
+    for s in statuses:
+        state = "up" if s.healthy else "down"
+        extra = f"  pid {s.pid}" if s.pid else ""
+        note = f"  ({s.note})" if s.note else ""
+        click.echo(f"{s.name:<8} {state:<5} {s.url}{extra}{note}")
+
+
+# -- datasets ---------------------------------------------------------------------------------
+@cli.group(cls=_Group)
+def datasets() -> None:
+    """Evaluation datasets under datasets/ (JSONL + card)."""
+
+
+@datasets.command("list")
+@click.option("--json", "as_json", is_flag=True)
+def datasets_list(as_json: bool) -> None:
+    """List datasets with their fields, labels and split sizes.
+
+    \b
+    Example:
+      promptyard datasets list
+    """
+    from promptyard.data import list_datasets, load_card
+
+    cards = [load_card(name) for name in list_datasets()]
+    emit([c.__dict__ for c in cards], as_json)
+    if not as_json:
+        for c in cards:
+            click.echo(f"{c.name:<22} inputs {','.join(c.input_fields):<10} label {c.label_field:<8} "
+                       f"metric {c.metric:<12} test {c.test_size} validation {c.validation_size}")
+
+
+# -- optimize ---------------------------------------------------------------------------------
+def _parse_settings(pairs: tuple[str, ...]) -> dict[str, Any]:
+    result = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise UserError(f"--set takes KEY=VALUE, got {pair!r}.")
+        try:
+            result[key] = json.loads(value)
+        except json.JSONDecodeError:
+            result[key] = value
+    return result
+
+
+def use_prefect_server() -> str:
+    """Point Prefect at the configured server; raise unless it answers."""
+    import httpx
+
+    url = get_settings().prefect_url
+    os.environ.setdefault("PREFECT_API_URL", url)
+    url = os.environ["PREFECT_API_URL"]
+    try:
+        httpx.get(f"{url.rstrip('/')}/health", timeout=5).raise_for_status()
+    except httpx.HTTPError as exc:
+        raise OrchestratorUnavailableError(
+            f"The Prefect server at {url} does not answer ({exc}). Start it with `promptyard up`, or set "
+            "PREFECT_API_URL to a running Prefect API."
+        ) from None
+    return url
+
+
+def run_optimization(params: dict[str, Any]) -> dict[str, Any]:
+    """Check the services, then run the optimize flow in this process."""
+    from promptyard.lm import Endpoint, check_endpoint
+    from promptyard.registry import Registry
+
+    settings = get_settings()
+    Registry(settings.tracking_uri).check()
+    check_endpoint(Endpoint.from_settings(settings))
+    prefect_url = use_prefect_server()
+    from flows.optimize import optimize_prompt
+
+    summary = optimize_prompt(**params)
+    summary["prefect_url"] = f"{prefect_url.removesuffix('/api')}/runs/flow-run/{summary['flow_run_id']}"
+    return summary
+
+
+def print_summary(summary: dict[str, Any]) -> None:
+    click.echo("")
+    click.echo(f"prompt {summary['prompt']} on {summary['dataset']} with {summary['optimizer']}")
+    click.echo(f"  baseline on validation: {summary['baseline_validation']:.3f}")
+    for c in summary["candidates"]:
+        train = f"train {c['train_score']:.3f}  " if c["train_score"] is not None else ""
+        click.echo(f"  candidate {c['index']}: {train}validation {c['validation']:.3f}")
+    if "test" in summary:
+        t = summary["test"]
+        click.echo(f"  test split (n={t['n']}): baseline {t['baseline']:.3f}, best (candidate {summary['best_candidate']}) "
+                   f"{t['candidate']:.3f}, difference {t['diff']:+.3f} [{t['low']:+.3f}, {t['high']:+.3f}]")
+    click.echo(f"  {summary['decision']}")
+    click.echo(f"MLflow run: {summary['mlflow_url']}")
+    click.echo(f"Prefect flow run: {summary['prefect_url']}")
+    click.echo(f"took {summary['duration_s']:.0f} s")
+
+
+@cli.command()
+@click.argument("prompt")
+@click.option("--dataset", required=True, help="Dataset name under datasets/ or a folder with data.jsonl + README.md.")
+@click.option("--optimizer", default="copro", show_default=True, help="See `promptyard optimizers list`.")
+@click.option("--max-candidates", default=4, show_default=True, help="Proposals scored on validation.")
+@click.option("--set", "settings", multiple=True, metavar="KEY=VALUE", help="Optimizer setting (repeatable).")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--limit-train", type=int, help="Use only the first N training examples.")
+@click.option("--limit-validation", type=int, help="Use only the first N validation examples.")
+@click.option("--limit-test", type=int, help="Use only the first N test examples.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON only.")
+def optimize(prompt, dataset, optimizer, max_candidates, settings, seed, limit_train, limit_validation, limit_test,
+             as_json) -> None:
+    """Optimize PROMPT (NAME, NAME/VERSION or NAME@ALIAS) on a dataset and register the best
+    candidate as a new version only if it beats the seed on the test split.
+
+    \b
+    Example:
+      promptyard optimize intent@production --dataset intent_recognition --set breadth=4 --set depth=2
+    """
+    summary = run_optimization(dict(
+        prompt=prompt, dataset=dataset, optimizer=optimizer, optimizer_settings=_parse_settings(settings),
+        max_candidates=max_candidates, seed=seed, limit_train=limit_train, limit_validation=limit_validation,
+        limit_test=limit_test,
+    ))
+    if as_json:
+        emit(summary, True)
+    else:
+        print_summary(summary)
+
+
+@cli.group(cls=_Group)
+def optimizers() -> None:
+    """Prompt optimizers (entry-point group `promptyard.optimizers`)."""
+
+
+@optimizers.command("list")
+@click.option("--json", "as_json", is_flag=True)
+def optimizers_list(as_json: bool) -> None:
+    """List optimizers and their settings with defaults.
+
+    \b
+    Example:
+      promptyard optimizers list
+    """
+    from optimizers import available_optimizers
+
+    found = {name: cls.accepted_settings() for name, cls in sorted(available_optimizers().items())}
+    if as_json:
+        emit(found, True)
+        return
+    for name, settings in found.items():
+        click.echo(f"{name}: " + ", ".join(f"{k}={v!r}" for k, v in settings.items()))
+
+
+def _register_commands() -> None:
+    from promptyard.cli_prompts import demo, prompts
+
+    cli.add_command(prompts)
+    cli.add_command(demo)
+
+
+_register_commands()
+
+
+def main() -> None:
+    cli(prog_name="promptyard")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,188 @@
+"""`promptyard prompts ...` and `promptyard demo`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from promptyard.errors import UserError
+from promptyard.settings import get_settings
+
+__all__ = ["prompts", "demo"]
+
+DEMO_PROMPT = "intent"
+DEMO_DATASET = "intent_recognition"
+DEMO_TEMPLATE = (
+    "Classify the intent of this message. Possible intents: add_to_playlist, book_restaurant, get_weather, "
+    "play_music, rate_book, search_creative_work, search_screening_event. Answer with the intent only.\n\n"
+    "Message: {{text}}"
+)
+
+
+def _registry():
+    from promptyard.registry import Registry
+
+    registry = Registry(get_settings().tracking_uri)
+    registry.check()
+    return registry
+
+
+def _describe(version) -> dict:
+    return {
+        "name": version.name,
+        "version": int(version.version),
+        "aliases": sorted(version.aliases),
+        "template": version.template,
+        "variables": sorted(version.variables),
+        "commit_message": version.commit_message,
+        "tags": dict(version.tags),
+        "model_config": version.model_config,
+        "response_format": version.response_format,
+        "uri": f"prompts:/{version.name}/{version.version}",
+    }
+
+
+def _emit(data, as_json: bool, text: str) -> None:
+    from promptyard.cli import emit
+
+    emit(data, as_json, text)
+
+
+@click.group()
+def prompts() -> None:
+    """Prompt templates in MLflow's prompt registry: register, list, show, versions, alias."""
+
+
+@prompts.command()
+@click.argument("name")
+@click.option("--template", help="Template text with {{variables}}.")
+@click.option("--file", "path", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Read the template from a file.")
+@click.option("--message", default="", help="Commit message of the version.")
+@click.option("--tag", "tags", multiple=True, metavar="KEY=VALUE", help="Version tag (repeatable).")
+@click.option("--dataset", help="Check that the template's variables are fields of this dataset.")
+@click.option("--alias", "aliases", multiple=True, help="Point this alias at the new version (repeatable).")
+@click.option("--json", "as_json", is_flag=True)
+def register(name, template, path, message, tags, dataset, aliases, as_json) -> None:
+    """Register a new version of prompt NAME (created if new).
+
+    \b
+    Example:
+      promptyard prompts register support --template 'Answer politely.\\n\\nQuestion: {{question}}' --alias staging
+    """
+    if (template is None) == (path is None):
+        raise UserError("Give the template with exactly one of --template TEXT or --file PATH.")
+    text = path.read_text(encoding="utf-8") if path else template.replace("\\n", "\n")
+    tag_map = {}
+    for pair in tags:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise UserError(f"--tag takes KEY=VALUE, got {pair!r}.")
+        tag_map[key] = value
+    fields = None
+    if dataset:
+        from promptyard.data import load_card
+
+        fields = load_card(dataset).input_fields
+    registry = _registry()
+    version = registry.register(name, text, commit_message=message, tags=tag_map, available_fields=fields)
+    for alias in aliases:
+        registry.set_alias(name, alias, int(version.version))
+    version = registry.get(f"{name}/{version.version}")
+    _emit(_describe(version), as_json, f"registered {name} version {version.version}"
+          + (f" (aliases: {', '.join(aliases)})" if aliases else ""))
+
+
+@prompts.command("list")
+@click.option("--json", "as_json", is_flag=True)
+def list_(as_json: bool) -> None:
+    """List prompts.
+
+    \b
+    Example:
+      promptyard prompts list --json
+    """
+    items = [{"name": p.name, "description": p.description, "tags": {k: v for k, v in p.tags.items() if not k.startswith("_")}}
+             for p in _registry().list()]
+    _emit(items, as_json, "\n".join(i["name"] for i in items) or "no prompts yet")
+
+
+@prompts.command()
+@click.argument("ref")
+@click.option("--json", "as_json", is_flag=True)
+def show(ref: str, as_json: bool) -> None:
+    """Show the version REF points to (NAME, NAME/VERSION or NAME@ALIAS).
+
+    \b
+    Example:
+      promptyard prompts show intent@production
+    """
+    info = _describe(_registry().get(ref))
+    text = (f"{info['name']} version {info['version']}  aliases: {', '.join(info['aliases']) or '-'}\n"
+            f"variables: {', '.join(info['variables'])}\n"
+            + "".join(f"tag {k}={v}\n" for k, v in sorted(info["tags"].items()))
+            + (f"response_format: {info['response_format']}\n" if info["response_format"] else "")
+            + f"---\n{info['template']}")
+    _emit(info, as_json, text)
+
+
+@prompts.command()
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True)
+def versions(name: str, as_json: bool) -> None:
+    """List the versions of prompt NAME, newest first.
+
+    \b
+    Example:
+      promptyard prompts versions intent
+    """
+    registry = _registry()
+    registry.get(name)  # a clear error for an unknown prompt
+    items = [_describe(v) for v in registry.versions(name)]
+    lines = [f"v{i['version']:<4} {','.join(i['aliases']) or '-':<22} {(i['commit_message'] or '')[:90]}" for i in items]
+    _emit(items, as_json, "\n".join(lines))
+
+
+@prompts.command()
+@click.argument("name")
+@click.argument("alias")
+@click.argument("version", type=int)
+def alias(name: str, alias: str, version: int) -> None:
+    """Point ALIAS of prompt NAME at VERSION.
+
+    \b
+    Example:
+      promptyard prompts alias intent production 2
+    """
+    _registry().set_alias(name, alias, version)
+    click.echo(f"{name}@{alias} -> version {version}")
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON only.")
+def demo(as_json: bool) -> None:
+    """Register the intent prompt (once) as intent@production and optimize it on intent_recognition.
+
+    \b
+    Example:
+      promptyard up && promptyard demo
+    """
+    from promptyard.cli import emit, print_summary, run_optimization
+    from promptyard.errors import PromptNotFoundError
+
+    registry = _registry()
+    try:
+        registry.get(f"{DEMO_PROMPT}@production")
+    except PromptNotFoundError:
+        version = registry.register(DEMO_PROMPT, DEMO_TEMPLATE, commit_message="seed prompt",
+                                    available_fields=["text"])
+        registry.set_alias(DEMO_PROMPT, "production", int(version.version))
+        if not as_json:
+            click.echo(f"registered seed prompt {DEMO_PROMPT} version {version.version} as {DEMO_PROMPT}@production")
+    summary = run_optimization({"prompt": f"{DEMO_PROMPT}@production", "dataset": DEMO_DATASET})
+    if as_json:
+        emit(summary, True)
+    else:
+        print_summary(summary)
+        click.echo("Compare the candidates in the MLflow UI: open the run above, then its child runs. "
+                   "Stop the services with `promptyard down`.")
