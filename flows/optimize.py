@@ -105,12 +105,12 @@ def register_version(registry: Registry, seed: Seed, candidate: Candidate, tags:
 
 
 def _preflight(template: Template, data: LoadedDataset) -> None:
-    check_variables(template.text, data.card.input_fields, where=f"dataset {data.card.name!r} (its input fields)")
     if data.card.label_field in template.variables:
         raise TemplateError(
             f"The template shows the answer: {{{{{data.card.label_field}}}}} is the dataset's label field. "
             "Remove it from the template."
         )
+    check_variables(template.text, data.card.input_fields, where=f"dataset {data.card.name!r} (its input fields)")
 
 
 @flow(name="optimize-prompt", task_runner=ThreadPoolTaskRunner(max_workers=2))
@@ -144,8 +144,8 @@ def optimize_prompt(
     _preflight(seed_prompt.template, data)
     check_endpoint(endpoint)
 
-    task_lm = make_lm(endpoint, **seed_prompt.generation.request_kwargs())
-    proposer_lm = make_lm(endpoint, max_tokens=256)
+    task_lm = make_lm(endpoint, cache=settings.lm_cache, **seed_prompt.generation.request_kwargs())
+    proposer_lm = make_lm(endpoint, cache=settings.lm_cache, max_tokens=256)
     per_candidate = max(1, settings.lm_concurrency // 2)
     validation = data.rows("validation", limit_validation)
     test = data.rows("test", limit_test)

@@ -45,6 +45,7 @@ class Settings(BaseSettings):
         SecretStr("not-needed"), description="API key for the endpoint; never logged."
     )
     lm_timeout: float = Field(60.0, gt=0, description="Seconds before one LLM request fails.")
+    lm_cache: bool = Field(True, description="Answer repeated requests from DSPy's disk cache.")
     lm_concurrency: int = Field(4, ge=1, le=256, description="Concurrent requests when scoring.")
     llm_port: int = Field(8089, ge=1, le=65535, description="Port of the bundled LLM server.")
     llm_slots: int = Field(4, ge=1, le=64, description="Parallel slots of the bundled LLM server.")

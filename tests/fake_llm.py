@@ -1,0 +1,108 @@
+"""A deterministic OpenAI-compatible chat server for tests (a test double, never product code).
+
+Behaviour, by the user message it receives:
+- a proposer prompt (an instruction-rewriting request) -> `proposal` text;
+- a task prompt -> a sentiment answer: correct (by the words "good"/"bad" in the text after the
+  last ':' line) when the prompt contains `magic_word`, otherwise always `default_answer`.
+  With a `response_format`, the answer comes wrapped as JSON `{"label": ...}`.
+Every request is recorded in `requests`.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+PROPOSER_MARKERS = ("Rewrite the instruction", "Below are instructions")
+
+
+class FakeLLM:
+    def __init__(self, proposal: str = "Read the review carefully. Answer positive or negative.",
+                 magic_word: str = "carefully", default_answer: str = "positive", fail_status: int | None = None):
+        self.proposal = proposal
+        self.magic_word = magic_word
+        self.default_answer = default_answer
+        self.fail_status = fail_status
+        self.requests: list[dict] = []
+        self._lock = threading.Lock()
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_address[1]}/v1"
+
+    def __enter__(self) -> FakeLLM:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def chat_requests(self, kind: str | None = None) -> list[dict]:
+        reqs = [r for r in self.requests if "messages" in r]
+        if kind is None:
+            return reqs
+        return [r for r in reqs if self.kind(r) == kind]
+
+    @staticmethod
+    def kind(request: dict) -> str:
+        text = request["messages"][-1]["content"]
+        return "proposer" if text.startswith(PROPOSER_MARKERS) else "task"
+
+    def answer(self, request: dict) -> str:
+        text = request["messages"][-1]["content"]
+        if self.kind(request) == "proposer":
+            return self.proposal
+        if self.magic_word in text:
+            example = text.rsplit(":", 1)[-1].lower()
+            label = "negative" if "bad" in example else "positive"
+        else:
+            label = self.default_answer
+        if request.get("response_format"):
+            return json.dumps({"label": label})
+        return f"{label}."
+
+    def _handler(self):
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):  # keep test output clean
+                pass
+
+            def _send(self, status: int, body: dict) -> None:
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_GET(self):
+                if self.path.rstrip("/").endswith("/models"):
+                    self._send(200, {"object": "list", "data": [{"id": "fake", "object": "model"}]})
+                else:
+                    self._send(404, {"error": {"message": "not found"}})
+
+            def do_POST(self):
+                request = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                with fake._lock:
+                    fake.requests.append(request)
+                if fake.fail_status:
+                    self._send(fake.fail_status, {"error": {"message": "fake failure", "type": "server_error"}})
+                    return
+                n = int(request.get("n") or 1)
+                content = fake.answer(request)
+                prompt_tokens = len(request["messages"][-1]["content"].split())
+                self._send(200, {
+                    "id": "chatcmpl-fake", "object": "chat.completion", "created": 0, "model": request.get("model"),
+                    "choices": [{"index": i, "finish_reason": "stop",
+                                 "message": {"role": "assistant", "content": content}} for i in range(n)],
+                    "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": len(content.split()),
+                              "total_tokens": prompt_tokens + len(content.split())},
+                })
+
+        return Handler

@@ -1,0 +1,190 @@
+"""The optimize flow end to end: real Prefect, real MLflow (SQLite), fake LLM server."""
+
+from __future__ import annotations
+
+import json
+
+import mlflow
+import pytest
+from helpers import SEED_TEMPLATE, tiny_rows, write_dataset
+
+from flows.optimize import optimize_prompt
+from promptyard.data import load_dataset
+from promptyard.errors import (
+    DatasetError,
+    EndpointUnreachableError,
+    PromptNotFoundError,
+    TemplateError,
+    TrackingUnavailableError,
+)
+from promptyard.settings import get_settings
+
+SMALL = {"breadth": 2, "depth": 1, "train_size": 8}
+
+
+def run(dataset, prompt="sentiment@production", **kwargs):
+    params = dict(prompt=prompt, dataset=str(dataset), optimizer_settings=SMALL, max_candidates=2)
+    params.update(kwargs)
+    return optimize_prompt(**params)
+
+
+@pytest.fixture
+def seeded(registry):
+    version = registry.register("sentiment", SEED_TEMPLATE, commit_message="seed")
+    registry.set_alias("sentiment", "production", int(version.version))
+    return registry
+
+
+def positive_share(data, split):
+    rows = data.rows(split)
+    return sum(r["label"] == "positive" for r in rows) / len(rows)
+
+
+def child_runs(summary):
+    client = mlflow.MlflowClient(get_settings().tracking_uri)
+    parent = client.get_run(summary["parent_run_id"])
+    return parent, client.search_runs(
+        [parent.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'"
+    )
+
+
+def test_improving_candidate_is_registered_with_provenance(fake_llm, tiny_dataset, seeded):
+    summary = run(tiny_dataset, seed=3)
+
+    # the seed always answers "positive"; the proposal holds the magic word and answers right
+    data = load_dataset(tiny_dataset)
+    assert summary["baseline_validation"] == positive_share(data, "validation")
+    assert summary["registered_version"] == 2
+    assert summary["test"]["baseline"] == positive_share(data, "test")
+    assert summary["test"]["candidate"] == 1.0
+    assert summary["test"]["low"] > 0
+
+    new = seeded.get("sentiment@candidate")
+    assert int(new.version) == 2
+    assert new.template == "Read the review carefully. Answer positive or negative.\n\nReview: {{text}}"
+    assert int(seeded.get("sentiment@production").version) == 1  # never moved automatically
+    tags = new.tags
+    assert tags["promptyard.parent_version"] == "1"
+    assert tags["promptyard.optimizer"] == "copro"
+    assert tags["promptyard.dataset"] == "tiny"
+    assert tags["promptyard.seed"] == "3"
+    assert tags["promptyard.parent_run_id"] == summary["parent_run_id"]
+    assert len(tags["promptyard.dataset_digest"]) == 16
+
+    # plain MLflow reads what we registered
+    mlflow.set_tracking_uri(get_settings().tracking_uri)
+    loaded = mlflow.genai.load_prompt("prompts:/sentiment@candidate")
+    assert loaded.format(text="great") == "Read the review carefully. Answer positive or negative.\n\nReview: great"
+
+    parent, children = child_runs(summary)
+    assert len(children) == len(summary["candidates"]) >= 2
+    for child in children:
+        assert {"validation_accuracy", "validation_mean_latency_s", "validation_prompt_tokens",
+                "validation_completion_tokens"} <= set(child.data.metrics)
+        assert child.data.params["parent_version"] == "1"
+        assert "Review: {{text}}" in child.data.params["template"]
+        artifacts = {a.path for a in mlflow.MlflowClient(get_settings().tracking_uri).list_artifacts(child.info.run_id, "predictions")}
+        assert "predictions/validation.json" in artifacts
+    assert parent.data.params["dataset"] == "tiny"
+    assert parent.data.params["test_size"] == "40"
+    assert parent.data.metrics["registered_version"] == 2
+    assert {d.dataset.name for d in parent.inputs.dataset_inputs} == {"tiny-train", "tiny-validation", "tiny-test"}
+
+
+def test_proposals_really_happened_and_were_scored(fake_llm, tiny_dataset, seeded):
+    summary = run(tiny_dataset)
+    proposer_calls = fake_llm.chat_requests("proposer")
+    assert proposer_calls, "the optimizer never asked the proposer"
+    assert proposer_calls[0]["messages"][-1]["content"].startswith("Rewrite the instruction")
+    # the proposed instruction was scored on train (by COPRO) and on validation (by the flow)
+    scored = [r for r in fake_llm.chat_requests("task") if "carefully" in r["messages"][-1]["content"]]
+    assert len(scored) >= 8 + 20
+    assert summary["candidates"][0]["train_score"] == 1.0
+
+
+def test_nothing_registered_when_no_candidate_beats_the_seed(fake_llm, tiny_dataset, seeded):
+    fake_llm.proposal = "Say what you think of the review."  # no magic word: every candidate = the seed
+    summary = run(tiny_dataset)
+    assert summary["registered_version"] is None
+    assert "no version registered" in summary["decision"]
+    assert [int(v.version) for v in seeded.versions("sentiment")] == [1]
+    with pytest.raises(PromptNotFoundError):
+        seeded.get("sentiment@candidate")
+    _, children = child_runs(summary)
+    assert len(children) == len(summary["candidates"])
+
+
+def test_label_constrained_output_is_a_candidate(fake_llm, tiny_dataset, seeded):
+    fake_llm.proposal = "Say what you think of the review."
+    summary = run(tiny_dataset, optimizer_settings={**SMALL, "constrain_labels": True})
+    requests = [r for r in fake_llm.chat_requests("task") if r.get("response_format")]
+    assert requests and requests[0]["response_format"]["json_schema"]["schema"]["properties"]["label"]["enum"] == [
+        "positive", "negative"]
+    assert len(summary["candidates"]) == 3  # one proposal, the seed and the proposal constrained
+
+
+@pytest.mark.parametrize(
+    ("prompt", "error", "message"),
+    [
+        ("nosuch@production", PromptNotFoundError, "No prompt named 'nosuch'"),
+        ("sentiment@staging", PromptNotFoundError, "has no alias 'staging'"),
+        ("sentiment/9", PromptNotFoundError, "has no version 9"),
+    ],
+)
+def test_unknown_prompt_or_alias(fake_llm, tiny_dataset, seeded, prompt, error, message):
+    with pytest.raises(error, match=message):
+        run(tiny_dataset, prompt=prompt)
+    assert not fake_llm.requests
+
+
+def test_template_variables_must_come_from_the_dataset(fake_llm, tiny_dataset, registry):
+    registry.register("sentiment", "Classify.\n\nReview: {{review}}")
+    with pytest.raises(TemplateError, match=r"\{\{review\}\} are not provided by dataset 'tiny'"):
+        run(tiny_dataset, prompt="sentiment")
+    assert not fake_llm.requests
+    assert len(registry.versions("sentiment")) == 1
+
+
+def test_template_must_not_show_the_label(fake_llm, tiny_dataset, registry):
+    registry.register("sentiment", "Classify.\n\nReview: {{text}} ({{label}})")
+    with pytest.raises(TemplateError, match="shows the answer"):
+        run(tiny_dataset, prompt="sentiment")
+
+
+def test_missing_dataset(fake_llm, tmp_path, seeded):
+    with pytest.raises(DatasetError, match="not found"):
+        run(tmp_path / "nowhere")
+
+
+def test_empty_dataset(fake_llm, tmp_path, seeded):
+    folder = write_dataset(tmp_path / "empty", [])
+    with pytest.raises(DatasetError, match="is empty"):
+        run(folder)
+
+
+def test_dataset_lacking_the_label_field(fake_llm, tmp_path, seeded):
+    rows = [{"text": r["text"], "sentiment": r["label"]} for r in tiny_rows()]
+    folder = write_dataset(tmp_path / "nolabel", rows)
+    with pytest.raises(DatasetError, match=r"data.jsonl:1 lacks field\(s\) label"):
+        run(folder)
+
+
+def test_unreachable_endpoint(tiny_dataset, seeded, monkeypatch):
+    monkeypatch.setenv("PROMPTYARD_LM_BASE_URL", "http://127.0.0.1:9/v1")
+    get_settings.cache_clear()
+    with pytest.raises(EndpointUnreachableError, match=r"No LLM answers at http://127.0.0.1:9/v1.*promptyard up"):
+        run(tiny_dataset)
+    assert [int(v.version) for v in seeded.versions("sentiment")] == [1]
+
+
+def test_tracking_server_not_running(fake_llm, tiny_dataset, monkeypatch):
+    monkeypatch.setenv("PROMPTYARD_MLFLOW_TRACKING_URI", "http://127.0.0.1:9")
+    get_settings.cache_clear()
+    with pytest.raises(TrackingUnavailableError, match="does not answer.*promptyard up"):
+        run(tiny_dataset)
+    assert not fake_llm.requests
+
+
+def test_summary_is_json_serialisable(fake_llm, tiny_dataset, seeded):
+    summary = run(tiny_dataset)
+    json.dumps(summary)
