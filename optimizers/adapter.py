@@ -52,7 +52,7 @@ def task_signature(task_inputs: list[str], instruction: str) -> type[dspy.Signat
 
 def clean_proposal(text: str) -> str:
     """The instruction inside a proposer's reply: label, quotes and trailing chatter removed."""
-    text = _LEADING_LABEL.sub("", text.strip(), count=1)
+    text = _LEADING_LABEL.sub("", text.strip(), count=1).lstrip("*#> ")
     first = text.split("\n\n")[0].strip()
     return first.strip('"').strip("'").strip()[:800]
 

@@ -47,6 +47,16 @@ def cli() -> None:
       promptyard optimize intent@production --dataset intent_recognition
     """
     apply_offline_env()
+    quiet_libraries()
+
+
+def quiet_libraries() -> None:
+    """Keep library chatter (MLflow's schema set-up, DSPy's truncation notes) out of the output."""
+    import logging
+
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # read when MLflow is first imported
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    logging.getLogger("dspy.clients.lm").setLevel(logging.ERROR)
 
 
 # -- stack ------------------------------------------------------------------------------------

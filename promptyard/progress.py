@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 __all__ = ["scoring_progress"]
@@ -23,7 +24,7 @@ def scoring_progress(label: str, total: int) -> Iterator[Callable[[Any], None]]:
     with _lock:
         if _display is None:
             _display = Progress(TextColumn("{task.description:<28}"), BarColumn(), MofNCompleteColumn(),
-                                TimeElapsedColumn())
+                                TimeElapsedColumn(), console=Console(stderr=True))
             _display.start()
         _users += 1
         display = _display

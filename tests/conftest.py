@@ -3,10 +3,7 @@ a fake OpenAI-compatible server, and a tiny sentiment dataset the fake answers."
 
 from __future__ import annotations
 
-import ipaddress
 import os
-import socket
-import sys
 import tempfile
 from pathlib import Path
 
@@ -19,54 +16,16 @@ os.environ.pop("PREFECT_API_URL", None)
 (_SESSION_DIR / "home" / "prefect").mkdir(parents=True)
 
 
-def is_loopback(host) -> bool:
-    if host in (None, "localhost", "", b"localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host.decode() if isinstance(host, bytes) else host).is_loopback
-    except ValueError:
-        return False
+import netguard  # noqa: E402
 
-
-class NetworkBlocked(RuntimeError):
-    pass
-
-
-_real_connect = socket.socket.connect
-_real_connect_ex = socket.socket.connect_ex
-_real_getaddrinfo = socket.getaddrinfo
-
-
-def _check(sock, address) -> None:
-    if sock.family in (socket.AF_INET, socket.AF_INET6) and not is_loopback(address[0]):
-        raise NetworkBlocked(f"network access outside loopback in a test: {address!r}")
-
-
-def _guarded_connect(self, address):
-    _check(self, address)
-    return _real_connect(self, address)
-
-
-def _guarded_connect_ex(self, address):
-    _check(self, address)
-    return _real_connect_ex(self, address)
-
-
-def _guarded_getaddrinfo(host, *args, **kwargs):
-    if not is_loopback(host):
-        raise NetworkBlocked(f"name lookup outside loopback in a test: {host!r}")
-    return _real_getaddrinfo(host, *args, **kwargs)
-
-
-socket.socket.connect = _guarded_connect
-socket.socket.connect_ex = _guarded_connect_ex
-socket.getaddrinfo = _guarded_getaddrinfo
+netguard.install()
 
 import pytest  # noqa: E402
 
 from fake_llm import FakeLLM  # noqa: E402
 from helpers import tiny_rows, write_dataset  # noqa: E402
 from promptyard.settings import get_settings  # noqa: E402
+
 
 @pytest.fixture(autouse=True)
 def isolated(tmp_path, monkeypatch):

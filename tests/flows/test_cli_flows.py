@@ -1,0 +1,59 @@
+"""`promptyard optimize` and `promptyard deploy` against a real temporary Prefect API."""
+
+import json
+
+import pytest
+from click.testing import CliRunner
+from helpers import SEED_TEMPLATE
+
+from promptyard.cli import cli
+
+
+@pytest.fixture
+def prefect_api(monkeypatch):
+    from prefect.settings import PREFECT_API_URL
+
+    monkeypatch.setenv("PREFECT_API_URL", PREFECT_API_URL.value())
+    return PREFECT_API_URL.value()
+
+
+def test_optimize_prints_json_only(fake_llm, tiny_dataset, registry, prefect_api):
+    version = registry.register("sentiment", SEED_TEMPLATE)
+    registry.set_alias("sentiment", "production", int(version.version))
+    result = CliRunner().invoke(cli, [
+        "optimize", "sentiment@production", "--dataset", str(tiny_dataset), "--max-candidates", "1",
+        "--set", "breadth=2", "--set", "depth=1", "--set", "train_size=8", "--set", "constrain_labels=false",
+        "--json"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["registered_version"] == 2
+    assert summary["prefect_url"] == f"{prefect_api.removesuffix('/api')}/runs/flow-run/{summary['flow_run_id']}"
+    assert len(summary["candidates"]) == 1
+
+
+def test_optimize_human_summary(fake_llm, tiny_dataset, registry, prefect_api):
+    registry.register("sentiment", SEED_TEMPLATE)
+    fake_llm.proposal = "Say what you think."
+    result = CliRunner().invoke(cli, [
+        "optimize", "sentiment", "--dataset", str(tiny_dataset), "--max-candidates", "1",
+        "--set", "breadth=2", "--set", "depth=1", "--set", "train_size=8", "--set", "constrain_labels=false"],
+        catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert "prompt sentiment/1 on tiny with copro" in lines
+    assert any(line.startswith("  no version registered: the best candidate scored") for line in lines)
+    assert any(line.startswith("MLflow run: run ") for line in lines)
+    assert any(line.startswith("Prefect flow run: http://127.0.0.1:") for line in lines)
+
+
+def test_deploy_registers_the_nightly_deployment(prefect_api):
+    result = CliRunner().invoke(cli, ["deploy"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        deployment = client.read_deployment_by_name("optimize-prompt/nightly-intent")
+    assert deployment.entrypoint == "flows/optimize.py:optimize_prompt"
+    assert deployment.work_pool_name == "promptyard-local"
+    assert [s.schedule.cron for s in deployment.schedules] == ["0 3 * * *"]
+    assert deployment.parameters["prompt"] == "intent@production"

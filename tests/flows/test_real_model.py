@@ -1,0 +1,63 @@
+"""The bundled SmolLM2-135M, served by `promptyard up --only llm`, through the whole flow."""
+
+import socket
+
+import mlflow
+import pytest
+
+from flows.optimize import optimize_prompt
+from promptyard import stack
+from promptyard.cli_prompts import DEMO_TEMPLATE
+from promptyard.settings import Settings, get_settings
+
+pytestmark = pytest.mark.real_model
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def bundled_llm(tmp_path_factory):
+    settings = Settings(home=tmp_path_factory.mktemp("stack"), llm_port=free_port())
+    statuses = stack.up(settings, ("llm",), echo=lambda _: None)
+    assert [s.healthy for s in statuses if s.name == "llm"] == [True]
+    yield settings
+    assert stack.down(settings, ("llm",)) == ["llm"]
+    assert not [s for s in stack.status(settings) if s.name == "llm" and s.healthy]
+
+
+def test_up_is_idempotent(bundled_llm):
+    pid = next(s.pid for s in stack.status(bundled_llm) if s.name == "llm")
+    stack.up(bundled_llm, ("llm",), echo=lambda _: None)
+    assert next(s.pid for s in stack.status(bundled_llm) if s.name == "llm") == pid
+
+
+def test_flow_on_the_real_model(bundled_llm, registry, monkeypatch):
+    monkeypatch.setenv("PROMPTYARD_LLM_PORT", str(bundled_llm.llm_port))
+    monkeypatch.delenv("PROMPTYARD_LM_BASE_URL", raising=False)
+    get_settings.cache_clear()
+    assert get_settings().plain_proposer  # the bundled model gets the plain-text proposer
+
+    version = registry.register("intent", DEMO_TEMPLATE)
+    registry.set_alias("intent", "production", int(version.version))
+    summary = optimize_prompt(
+        prompt="intent@production", dataset="intent_recognition", max_candidates=1,
+        optimizer_settings={"breadth": 2, "depth": 1, "train_size": 6},
+        limit_validation=12, limit_test=20,
+    )
+
+    # the 135M model really proposed an instruction, and every candidate was scored
+    proposals = [c for c in summary["candidates"] if c["train_score"] is not None]
+    assert len(proposals) == 1
+    client = mlflow.MlflowClient(get_settings().tracking_uri)
+    children = client.search_runs(
+        [client.get_run(summary["parent_run_id"]).info.experiment_id],
+        filter_string=f"tags.mlflow.parentRunId = '{summary['parent_run_id']}'")
+    templates = {c.data.params["template"] for c in children}
+    assert len(children) == 3 and len(templates) == 2 and DEMO_TEMPLATE in templates
+    assert all(c.data.metrics["validation_lm_calls"] == 12 for c in children)
+    assert summary["test"]["n"] == 20
+    assert (summary["registered_version"] is not None) == (summary["test"]["low"] > 0)

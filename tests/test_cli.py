@@ -1,0 +1,98 @@
+import json
+import socket
+
+import pytest
+from click.testing import CliRunner
+
+from promptyard.cli import cli
+from promptyard.settings import get_settings
+
+
+def invoke(*args, code=0):
+    result = CliRunner().invoke(cli, list(args), catch_exceptions=False)
+    assert result.exit_code == code, result.output
+    return result.output
+
+
+def test_prompts_commands():
+    assert invoke("prompts", "register", "support", "--template", "Be kind.\\n\\nQ: {{question}}", "--message",
+                  "first", "--tag", "team=cx", "--alias", "production") == \
+        "registered support version 1 (aliases: production)\n"
+    assert invoke("prompts", "register", "support", "--template", "Be brief.\\n\\nQ: {{question}}") == \
+        "registered support version 2\n"
+    assert invoke("prompts", "list") == "support\n"
+    assert invoke("prompts", "show", "support@production") == (
+        "support version 1  aliases: production\nvariables: question\ntag team=cx\n---\nBe kind.\n\nQ: {{question}}\n")
+    assert invoke("prompts", "alias", "support", "staging", "2") == "support@staging -> version 2\n"
+    lines = invoke("prompts", "versions", "support").splitlines()
+    assert [line.split()[:2] for line in lines] == [["v2", "staging"], ["v1", "production"]]
+    shown = json.loads(invoke("prompts", "show", "support/2", "--json"))
+    assert shown["version"] == 2 and shown["uri"] == "prompts:/support/2" and shown["aliases"] == ["staging"]
+
+
+def test_register_checks_variables_against_a_dataset():
+    out = CliRunner().invoke(cli, ["prompts", "register", "intent", "--template", "Classify.\\n\\nQ: {{query}}",
+                                   "--dataset", "intent_recognition"])
+    assert out.exit_code == 1
+    assert out.output.startswith("Error: Template variable(s) {{query}} are not provided by the dataset")
+    assert invoke("prompts", "list") == "no prompts yet\n"
+
+
+def test_unknown_prompt_is_a_clean_error():
+    out = CliRunner().invoke(cli, ["prompts", "show", "nope@production"])
+    assert out.exit_code == 1 and out.output.startswith("Error: No prompt named 'nope'")
+
+
+def test_template_source_is_required():
+    out = CliRunner().invoke(cli, ["prompts", "register", "x"])
+    assert out.exit_code == 1
+    assert "exactly one of --template TEXT or --file PATH" in out.output
+
+
+def test_optimize_needs_prefect(fake_llm, tiny_dataset, registry, monkeypatch):
+    registry.register("sentiment", "Classify.\n\nReview: {{text}}")
+    monkeypatch.setenv("PREFECT_API_URL", "http://127.0.0.1:9/api")
+    out = CliRunner().invoke(cli, ["optimize", "sentiment", "--dataset", str(tiny_dataset)])
+    assert out.exit_code == 1
+    assert out.output.startswith("Error: The Prefect server at http://127.0.0.1:9/api does not answer")
+    assert "promptyard up" in out.output
+    assert fake_llm.chat_requests() == []
+    assert len(registry.versions("sentiment")) == 1
+
+
+def test_optimize_bad_setting_syntax(fake_llm, tiny_dataset):
+    out = CliRunner().invoke(cli, ["optimize", "x", "--dataset", str(tiny_dataset), "--set", "breadth"])
+    assert out.exit_code == 1 and "--set takes KEY=VALUE, got 'breadth'" in out.output
+
+
+def test_status_json_when_nothing_runs(monkeypatch):
+    for name in ("LLM", "MLFLOW", "PREFECT"):
+        monkeypatch.setenv(f"PROMPTYARD_{name}_PORT", "9")
+    get_settings.cache_clear()
+    out = CliRunner().invoke(cli, ["status", "--json"])
+    assert out.exit_code == 3
+    assert [(s["name"], s["healthy"]) for s in json.loads(out.output)] == [
+        ("llm", False), ("mlflow", False), ("prefect", False)]
+
+
+def test_up_refuses_a_taken_port(monkeypatch):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        monkeypatch.setenv("PROMPTYARD_MLFLOW_PORT", str(port))
+        get_settings.cache_clear()
+        out = CliRunner().invoke(cli, ["up", "--only", "mlflow"])
+    assert out.exit_code == 1
+    assert f"Port {port} is taken by another program" in out.output
+    assert "PROMPTYARD_MLFLOW_PORT" in out.output
+
+
+def test_optimizers_list():
+    assert invoke("optimizers", "list").startswith("copro: max_candidates=4, constrain_labels=True, breadth=4")
+
+
+@pytest.mark.parametrize("command", [["up"], ["down"], ["status"], ["optimize"], ["demo"], ["deploy"],
+                                     ["prompts", "register"], ["prompts", "show"], ["optimizers", "list"]])
+def test_every_command_has_an_example(command):
+    assert "Example:" in invoke(*command, "--help")

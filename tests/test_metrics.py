@@ -1,0 +1,41 @@
+import pytest
+
+from promptyard.errors import UserError
+from promptyard.metrics import get_metric
+
+INTENTS = ["add_to_playlist", "book_restaurant", "get_weather", "play_music"]
+
+
+@pytest.mark.parametrize(("reply", "expected"), [
+    ("play_music", "play_music"),
+    ('{"label": "book_restaurant"}', "book_restaurant"),
+    ("This message is intended to add to the playlist.", "add_to_playlist"),
+    ("I want to book a restaurant and play music", "book_restaurant"),
+    ("Nothing that matches", ""),
+])
+def test_exact_label_finds_the_first_label(reply, expected):
+    assert get_metric("exact_label", INTENTS).parse(reply) == expected
+
+
+def test_exact_label_scores_normalised():
+    metric = get_metric("exact_label", ["positive", "negative"])
+    assert metric.score(metric.parse("Positive."), "positive") == 1.0
+    assert metric.score(metric.parse("negative"), "positive") == 0.0
+
+
+def test_numeric_takes_the_last_number():
+    metric = get_metric("numeric")
+    assert metric.parse("3 apples + 4 = 1,204 total") == "1204"
+    assert metric.score("1204", "1,204") == 1.0
+    assert metric.score("", "3") == 0.0
+
+
+def test_contains():
+    metric = get_metric("contains")
+    assert metric.score("The answer is Paris.", "paris") == 1.0
+    assert metric.score("Parisian", "paris") == 0.0
+
+
+def test_unknown_metric():
+    with pytest.raises(UserError, match="Unknown metric 'bleu': use one of exact_label, contains, numeric"):
+        get_metric("bleu")

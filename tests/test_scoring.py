@@ -1,0 +1,52 @@
+import pytest
+from fake_llm import FakeLLM
+from helpers import SEED_TEMPLATE, tiny_rows
+
+from promptyard.errors import EndpointUnreachableError
+from promptyard.lm import Endpoint, GenerationConfig, check_endpoint, make_lm
+from promptyard.metrics import get_metric
+from promptyard.scoring import score_template
+
+METRIC = get_metric("exact_label", ["positive", "negative"])
+
+
+def score(base_url, template=SEED_TEMPLATE, rows=None, **kwargs):
+    lm = make_lm(Endpoint(base_url, "fake"), cache=False)
+    return score_template(template, rows or tiny_rows(10), lm=lm, metric=METRIC, input_fields=["text"],
+                          label_field="label", **kwargs)
+
+
+def test_scores_in_row_order_with_usage():
+    with FakeLLM() as fake:
+        seen = []
+        result = score(fake.base_url, template="Answer carefully.\n\nReview: {{text}}", concurrency=3,
+                       on_example=seen.append)
+    assert result.accuracy == 1.0 and len(seen) == 10
+    assert [e.gold for e in result.examples] == [r["label"] for r in tiny_rows(10)]
+    assert result.lm_calls == 10 and result.errors == 0
+    assert result.prompt_tokens == sum(len(r["messages"][-1]["content"].split()) for r in fake.requests)
+    assert result.completion_tokens == 10
+    assert set(result.table()) == {"inputs", "gold", "reply", "prediction", "score", "latency_s", "error"}
+    assert fake.requests[0]["messages"] == [{"role": "user", "content": "Answer carefully.\n\nReview: The film was bad, take 0."}]
+
+
+def test_generation_settings_are_sent():
+    fmt = {"type": "json_schema", "json_schema": {"name": "a", "schema": {"type": "object"}}}
+    with FakeLLM() as fake:
+        result = score(fake.base_url, rows=tiny_rows(2), generation=GenerationConfig(max_tokens=7, response_format=fmt))
+    assert fake.requests[0]["response_format"] == fmt
+    assert result.examples[0].reply == '{"label": "positive"}'
+
+
+def test_a_failed_request_scores_zero_and_is_recorded():
+    with FakeLLM(fail_status=400) as fake:
+        result = score(fake.base_url, rows=tiny_rows(3))
+    assert result.accuracy == 0.0 and result.errors == 3
+    assert result.examples[0].error
+
+
+def test_dead_endpoint_stops_the_run():
+    with pytest.raises(EndpointUnreachableError, match="stopped answering while scoring"):
+        score("http://127.0.0.1:9/v1", rows=tiny_rows(2))
+    with pytest.raises(EndpointUnreachableError, match="No LLM answers at http://127.0.0.1:9/v1"):
+        check_endpoint(Endpoint("http://127.0.0.1:9/v1", "fake"))
