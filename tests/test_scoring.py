@@ -27,7 +27,9 @@ def test_scores_in_row_order_with_usage():
     assert result.prompt_tokens == sum(len(r["messages"][-1]["content"].split()) for r in fake.requests)
     assert result.completion_tokens == 10
     assert set(result.table()) == {"inputs", "gold", "reply", "prediction", "score", "latency_s", "error"}
-    assert fake.requests[0]["messages"] == [{"role": "user", "content": "Answer carefully.\n\nReview: The film was bad, take 0."}]
+    sent = sorted(r["messages"][-1]["content"] for r in fake.requests)
+    assert sent[0] == "Answer carefully.\n\nReview: The film was bad, take 0."
+    assert all(len(r["messages"]) == 1 and r["messages"][0]["role"] == "user" for r in fake.requests)
 
 
 def test_generation_settings_are_sent():
