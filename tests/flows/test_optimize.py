@@ -188,3 +188,19 @@ def test_tracking_server_not_running(fake_llm, tiny_dataset, monkeypatch):
 def test_summary_is_json_serialisable(fake_llm, tiny_dataset, seeded):
     summary = run(tiny_dataset)
     json.dumps(summary)
+
+
+def test_api_key_is_never_written_to_mlflow(fake_llm, tiny_dataset, seeded, monkeypatch):
+    secret = "sk-test-5ecret-never-log-me"
+    monkeypatch.setenv("PROMPTYARD_LM_API_KEY", secret)
+    get_settings.cache_clear()
+    summary = run(tiny_dataset)
+    client = mlflow.MlflowClient(get_settings().tracking_uri)
+    parent, children = child_runs(summary)
+    for run_ in [parent, *children]:
+        written = json.dumps([run_.data.params, run_.data.tags, run_.data.metrics])
+        for artifact in client.list_artifacts(run_.info.run_id, "predictions"):
+            written += open(client.download_artifacts(run_.info.run_id, artifact.path)).read()
+        assert secret not in written
+    assert secret not in json.dumps([v.tags for v in seeded.versions("sentiment")])
+    assert parent.data.params["lm_base_url"] == fake_llm.base_url
