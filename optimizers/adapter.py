@@ -21,9 +21,19 @@ import dspy
 from promptyard.metrics import Metric
 from promptyard.templates import Template
 
-__all__ = ["TemplateAdapter", "OUTPUT_FIELD", "task_signature", "clean_proposal", "SHORT_PROPOSER_INSTRUCTIONS"]
+__all__ = [
+    "TemplateAdapter",
+    "OUTPUT_FIELD",
+    "GOLD_FIELD",
+    "task_signature",
+    "clean_proposal",
+    "SHORT_PROPOSER_INSTRUCTIONS",
+]
 
 OUTPUT_FIELD = "prompt_output"
+GOLD_FIELD = "_gold"  # the label, carried by training examples (and so by labelled demos)
+DEMO_HEADER = "Examples:"
+ANSWER_LABEL = "Answer:"
 
 # Instructions a 135M-parameter model can follow, keyed by the proposer signature's input field.
 SHORT_PROPOSER_INSTRUCTIONS: Mapping[str, str] = {
@@ -83,10 +93,32 @@ class TemplateAdapter(dspy.Adapter):
     # -- formatting ----------------------------------------------------------------------------
     def format(self, signature, demos: list[dict[str, Any]], inputs: dict[str, Any]) -> list[dict[str, Any]]:
         if self._is_task(signature):
-            content = Template(signature.instructions.strip(), self.body).render(inputs)
+            content = Template(self.instruction_with_demos(signature.instructions, demos), self.body).render(inputs)
         else:
             content = self._format_plain(signature, inputs)
         return [{"role": "user", "content": content}]
+
+    def instruction_with_demos(self, instruction: str, demos: list) -> str:
+        """The instruction followed by few-shot examples written in the body's own format.
+
+        The same text goes into the registered template, so the version alone reproduces the
+        behaviour measured with these demos.
+        """
+        instruction = instruction.strip()
+        if not demos:
+            return instruction
+        blocks = []
+        for demo in demos:
+            values = {name: _literal(demo[name]) for name in self.task_inputs}
+            blocks.append(f"{Template('', self.body).render(values)}\n{ANSWER_LABEL} {self._answer(demo)}")
+        return "\n\n".join([instruction, DEMO_HEADER, *blocks])
+
+    def _answer(self, demo) -> str:
+        gold = demo.get(GOLD_FIELD)
+        if gold is not None:
+            return _literal(gold)
+        reply = str(demo.get(OUTPUT_FIELD) or "")
+        return _literal(self.metric.parse(reply) or reply.strip())
 
     def _format_plain(self, signature, inputs: dict[str, Any]) -> str:
         names = list(signature.input_fields)
@@ -113,6 +145,11 @@ class TemplateAdapter(dspy.Adapter):
         parsed = {name: "" for name in outputs}
         parsed[outputs[0]] = clean_proposal(completion)
         return parsed
+
+
+def _literal(value: object) -> str:
+    """A value to paste into a template: no accidental {{variable}}, no paragraph break."""
+    return str(value).replace("{{", "{ {").replace("}}", "} }").replace("\n\n", "\n")
 
 
 def _title(name: str) -> str:

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import dspy
 
-from optimizers.adapter import OUTPUT_FIELD, TemplateAdapter, task_signature
+from optimizers.adapter import GOLD_FIELD, OUTPUT_FIELD, TemplateAdapter, task_signature
 from optimizers.base import OptimizationTask
 
-__all__ = ["program_for", "trainset_for", "dspy_metric", "adapter_for"]
-
-GOLD_FIELD = "_gold"
+__all__ = ["program_for", "trainset_for", "dspy_metric", "adapter_for", "template_of"]
 
 
 def program_for(task: OptimizationTask) -> dspy.Predict:
@@ -38,3 +36,10 @@ def dspy_metric(task: OptimizationTask):
 def adapter_for(task: OptimizationTask) -> TemplateAdapter:
     proposer = None if task.proposer_style == "plain" else dspy.ChatAdapter()
     return TemplateAdapter(task.seed.body, task.input_fields, task.metric, proposer=proposer)
+
+
+def template_of(program: dspy.Module, task: OptimizationTask) -> str:
+    """The template text that reproduces a compiled one-predictor program: instruction and demos."""
+    predictor = program.predictors()[0]
+    instruction = adapter_for(task).instruction_with_demos(predictor.signature.instructions, predictor.demos)
+    return task.seed.with_instruction(instruction).text

@@ -1,0 +1,37 @@
+"""Few-shot demos chosen by DSPy end up in the template, which alone reproduces the score."""
+
+from helpers import SEED_TEMPLATE, tiny_rows
+
+from optimizers import OptimizationTask, get_optimizer
+from promptyard.lm import Endpoint, make_lm
+from promptyard.metrics import get_metric
+from promptyard.scoring import score_template
+from promptyard.settings import get_settings
+from promptyard.templates import Template
+
+METRIC = get_metric("exact_label", ["positive", "negative"])
+
+
+def test_demos_are_rendered_into_a_template_that_reproduces_the_score(fake_llm):
+    fake_llm.magic_word = "Examples:"  # the fake answers right only when it sees demos
+    rows = tiny_rows(12)
+    task = OptimizationTask(seed=Template.parse(SEED_TEMPLATE), trainset=rows, input_fields=["text"],
+                            label_field="label", metric=METRIC, labels=["positive", "negative"])
+    lm = make_lm(Endpoint.from_settings(get_settings()), cache=False, max_tokens=16)
+    optimizer = get_optimizer("bootstrap", num_candidate_programs=1, train_size=12, constrain_labels=False,
+                              max_labeled_demos=2, max_bootstrapped_demos=1)
+    candidates = optimizer.propose(task, task_lm=lm, proposer_lm=lm)
+
+    best = candidates[0]
+    assert best.source == "bootstrap" and best.details["demos"] >= 1
+    parsed = Template.parse(best.template)
+    assert parsed.body == "Review: {{text}}"
+    assert parsed.instruction.startswith("Classify the sentiment of the review as positive or negative.\n\nExamples:\n\n")
+    assert "\nAnswer: positive" in parsed.instruction or "\nAnswer: negative" in parsed.instruction
+    assert best.train_score == 1.0
+
+    registered_alone = score_template(best.template, rows, lm=lm, metric=METRIC, input_fields=["text"],
+                                      label_field="label")
+    assert registered_alone.accuracy == best.train_score
+    # the zero-shot seed itself is not returned as a candidate
+    assert SEED_TEMPLATE not in [c.template for c in candidates]
