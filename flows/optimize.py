@@ -97,11 +97,17 @@ def log_candidate(tracker: Tracker, parent_id: str, index: int, candidate: Candi
 
 
 @task(cache_policy=NO_CACHE, **RETRY)
-def register_version(registry: Registry, seed: Seed, candidate: Candidate, tags: dict, message: str) -> int:
-    version = registry.register(seed.name, candidate.template, commit_message=message, tags=tags,
-                                generation=candidate.generation)
-    registry.set_alias(seed.name, CANDIDATE_ALIAS, int(version.version))
-    return int(version.version)
+def register_version(registry: Registry, seed: Seed, candidate: Candidate, tags: dict, message: str) -> tuple[int, bool]:
+    """Register the candidate (or find the identical version already there) and move `candidate`."""
+    existing = registry.find_version(seed.name, candidate.template, candidate.generation)
+    if existing is None:
+        existing = registry.register(seed.name, candidate.template, commit_message=message, tags=tags,
+                                     generation=candidate.generation)
+        created = True
+    else:
+        created = False
+    registry.set_alias(seed.name, CANDIDATE_ALIAS, int(existing.version))
+    return int(existing.version), created
 
 
 def _preflight(template: Template, data: LoadedDataset) -> None:
@@ -220,9 +226,10 @@ def optimize_prompt(
                 }
                 message = (f"{optimizer} on {data.card.name}: test {comparison.baseline:.3f} -> "
                            f"{comparison.candidate:.3f} ({ci})")
-                new_version = register_version(registry, seed_prompt, best, tags, message)
+                new_version, created = register_version(registry, seed_prompt, best, tags, message)
                 summary["registered_version"] = new_version
-                summary["decision"] = (f"registered {seed_prompt.name} version {new_version} and moved alias "
+                verb = "registered" if created else "found the same template already registered as"
+                summary["decision"] = (f"{verb} {seed_prompt.name} version {new_version} and moved alias "
                                        f"'{CANDIDATE_ALIAS}' to it: test {comparison.baseline:.3f} -> "
                                        f"{comparison.candidate:.3f}, {ci}")
                 tracker.log(parent_id, metrics={"registered_version": new_version})

@@ -170,6 +170,15 @@ class Registry:
                 break
         return sorted(prompts, key=lambda p: p.name)
 
+    def find_version(self, name: str, template: str, generation: GenerationConfig):
+        """The newest version of `name` with exactly this template and request settings, if any."""
+        if self.client.get_prompt(name) is None:
+            return None
+        for version in self.versions(name):
+            if version.template == template and self.generation(version) == generation:
+                return version
+        return None
+
     @staticmethod
     def generation(version) -> GenerationConfig:
         """The request settings stored with a version."""

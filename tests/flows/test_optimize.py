@@ -204,3 +204,24 @@ def test_api_key_is_never_written_to_mlflow(fake_llm, tiny_dataset, seeded, monk
         assert secret not in written
     assert secret not in json.dumps([v.tags for v in seeded.versions("sentiment")])
     assert parent.data.params["lm_base_url"] == fake_llm.base_url
+
+
+def test_rerun_makes_zero_lm_calls(fake_llm, tiny_dataset, seeded, monkeypatch):
+    """DSPy's disk cache, inside the state directory, answers a repeated optimization."""
+    import dspy
+
+    monkeypatch.setenv("PROMPTYARD_LM_CACHE", "true")
+    get_settings.cache_clear()
+    dspy.cache.reset_memory_cache()
+    first = run(tiny_dataset, seed=11)
+    calls = len(fake_llm.chat_requests())
+    assert calls > 0
+    dspy.cache.reset_memory_cache()  # a new process would start with an empty memory cache
+    second = run(tiny_dataset, seed=11)
+    assert len(fake_llm.chat_requests()) == calls
+    assert [c["validation"] for c in second["candidates"]] == [c["validation"] for c in first["candidates"]]
+    assert second["test"] == first["test"]
+    # the same winner is not registered twice
+    assert first["registered_version"] == second["registered_version"] == 2
+    assert "already registered as sentiment version 2" in second["decision"]
+    assert [int(v.version) for v in seeded.versions("sentiment")] == [2, 1]
