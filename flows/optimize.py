@@ -19,7 +19,8 @@ from promptyard.progress import scoring_progress
 from promptyard.registry import Registry
 from promptyard.scoring import ScoreResult, score_template
 from promptyard.settings import get_settings
-from promptyard.stats import paired_bootstrap
+from promptyard.report import optimization_report
+from promptyard.stats import mcnemar, paired_bootstrap
 from promptyard.templates import Template, check_variables
 from promptyard.tracking import Tracker
 
@@ -210,7 +211,10 @@ def optimize_prompt(
             tracker.log_score(parent_id, baseline_test, split="baseline_test")
             tracker.log_score(child_ids[best_index], best_test, split="test")
             comparison = paired_bootstrap(baseline_test.scores, best_test.scores, confidence=confidence, seed=seed)
-            tracker.log(parent_id, metrics={**comparison.as_metrics(), "best_validation": best_val.accuracy},
+            exact = mcnemar(baseline_test.scores, best_test.scores)
+            tracker.log(parent_id, metrics={**comparison.as_metrics(), "best_validation": best_val.accuracy,
+                                            "test_fixed": exact.fixed, "test_broken": exact.broken,
+                                            "test_mcnemar_p": exact.p_value},
                         tags={"promptyard.best_candidate_run_id": child_ids[best_index]})
             summary.update(best_candidate=best_index + 1, test=comparison.__dict__)
             ci = f"{confidence:.0%} interval [{comparison.low:+.3f}, {comparison.high:+.3f}]"
@@ -237,6 +241,13 @@ def optimize_prompt(
                 summary["decision"] = (f"no version registered: the best candidate scored {comparison.candidate:.3f} "
                                        f"vs baseline {comparison.baseline:.3f} on test, {ci} does not lie above 0")
         tracker.log(parent_id, tags={"promptyard.decision": summary["decision"]})
+        if best_index is not None:
+            tracker.log_text(parent_id, optimization_report(
+                title=f"Optimization of {seed_prompt.name} version {seed_prompt.version} on {data.card.name}",
+                seed_template=seed_prompt.template.text, best_template=best.template, comparison=comparison,
+                test=exact, baseline=baseline_test, best=best_test, decision=summary["decision"],
+                best_format=best.generation.response_format), "report.md")
+            summary["mcnemar"] = exact.__dict__
         summary["duration_s"] = round(time.perf_counter() - started, 1)
         logger.info(summary["decision"])
         ok = True

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["PairedComparison", "paired_bootstrap"]
+__all__ = ["PairedComparison", "paired_bootstrap", "McNemar", "mcnemar"]
 
 
 @dataclass(frozen=True)
@@ -63,3 +63,22 @@ def paired_bootstrap(
         confidence=confidence,
         n=n,
     )
+
+
+@dataclass(frozen=True)
+class McNemar:
+    fixed: int  # baseline wrong, candidate right
+    broken: int  # baseline right, candidate wrong
+    p_value: float
+
+
+def mcnemar(baseline: Sequence[float], candidate: Sequence[float]) -> McNemar:
+    """Exact two-sided McNemar test on paired binary outcomes (scores rounded to 0/1)."""
+    from scipy.stats import binomtest
+
+    if len(baseline) != len(candidate):
+        raise ValueError("mcnemar needs two score lists of the same length")
+    fixed = sum(1 for b, c in zip(baseline, candidate, strict=True) if round(b) == 0 and round(c) == 1)
+    broken = sum(1 for b, c in zip(baseline, candidate, strict=True) if round(b) == 1 and round(c) == 0)
+    p_value = 1.0 if fixed + broken == 0 else float(binomtest(fixed, fixed + broken, 0.5).pvalue)
+    return McNemar(fixed, broken, p_value)

@@ -37,3 +37,14 @@ def test_bad_input():
         paired_bootstrap([1.0], [1.0, 0.0])
     with pytest.raises(ValueError, match="confidence"):
         paired_bootstrap([1.0], [1.0], confidence=1.5)
+
+
+def test_mcnemar_counts_fixed_and_broken():
+    from promptyard.stats import mcnemar
+
+    baseline = [0.0] * 20 + [1.0] * 10
+    candidate = [1.0] * 18 + [0.0] * 2 + [1.0] * 9 + [0.0]
+    result = mcnemar(baseline, candidate)
+    assert (result.fixed, result.broken) == (18, 1)
+    assert result.p_value < 0.001
+    assert mcnemar([1.0, 0.0], [1.0, 0.0]).p_value == 1.0

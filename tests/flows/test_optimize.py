@@ -88,6 +88,14 @@ def test_improving_candidate_is_registered_with_provenance(fake_llm, tiny_datase
     assert parent.data.params["dataset"] == "tiny"
     assert parent.data.params["test_size"] == "40"
     assert parent.data.metrics["registered_version"] == 2
+    assert parent.data.metrics["test_broken"] == 0 and parent.data.metrics["test_fixed"] > 0
+    client = mlflow.MlflowClient(get_settings().tracking_uri)
+    report = open(client.download_artifacts(parent.info.run_id, "report.md")).read()
+    assert "-Classify the sentiment of the review as positive or negative." in report
+    assert "+Read the review carefully. Answer positive or negative." in report
+    fixed, broken = report.split("## Examples fixed")[1].split("## Examples broken")
+    assert "| {'text': 'The film was bad, take" in fixed and "| negative | positive | negative |" in fixed
+    assert broken.strip().splitlines() == ["| input | gold | baseline | candidate |", "|---|---|---|---|"]
     assert {d.dataset.name for d in parent.inputs.dataset_inputs} == {"tiny-train", "tiny-validation", "tiny-test"}
 
 
