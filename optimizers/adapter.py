@@ -53,6 +53,9 @@ _LEADING_LABEL = re.compile(
 )
 
 
+_SCORE_LINE = re.compile(r"^\s*(?:resulting\s+)?score\b", re.IGNORECASE)
+
+
 def task_signature(task_inputs: list[str], instruction: str) -> type[dspy.Signature]:
     """The DSPy signature of a template: its variables in, one text out."""
     fields = {name: (str, dspy.InputField()) for name in task_inputs}
@@ -64,7 +67,12 @@ def clean_proposal(text: str) -> str:
     """The instruction inside a proposer's reply: label, quotes and trailing chatter removed."""
     text = _LEADING_LABEL.sub("", text.strip(), count=1).lstrip("*#> ")
     first = text.split("\n\n")[0].strip()
-    return first.strip('"').strip("'").strip()[:800]
+    kept = []
+    for line in first.splitlines():  # small models echo the score lines of their prompt
+        if _SCORE_LINE.match(line):
+            break
+        kept.append(line)
+    return "\n".join(kept).strip().strip('"').strip("'").strip()[:800]
 
 
 class TemplateAdapter(dspy.Adapter):

@@ -14,7 +14,7 @@ import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-PROPOSER_MARKERS = ("Rewrite the instruction", "Below are instructions")
+PROPOSER_MARKERS = ("Rewrite the instruction", "Below are instructions", "Here are instructions")
 
 
 class FakeLLM:
