@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["PairedComparison", "paired_bootstrap", "McNemar", "mcnemar"]
+__all__ = ["PairedComparison", "paired_bootstrap", "McNemar", "mcnemar", "mean_interval"]
 
 
 @dataclass(frozen=True)
@@ -82,3 +82,16 @@ def mcnemar(baseline: Sequence[float], candidate: Sequence[float]) -> McNemar:
     broken = sum(1 for b, c in zip(baseline, candidate, strict=True) if round(b) == 1 and round(c) == 0)
     p_value = 1.0 if fixed + broken == 0 else float(binomtest(fixed, fixed + broken, 0.5).pvalue)
     return McNemar(fixed, broken, p_value)
+
+
+def mean_interval(scores: Sequence[float], *, confidence: float = 0.95, resamples: int = 2000,
+                  seed: int = 0) -> tuple[float, float, float]:
+    """(mean, low, high): percentile bootstrap interval of the mean score."""
+    if not scores:
+        raise ValueError("mean_interval needs at least one score")
+    values = np.asarray(scores, dtype=float)
+    rng = np.random.default_rng(seed)
+    means = values[rng.integers(0, len(values), size=(resamples, len(values)))].mean(axis=1)
+    tail = (1 - confidence) / 2
+    low, high = np.quantile(means, [tail, 1 - tail])
+    return float(values.mean()), float(low), float(high)

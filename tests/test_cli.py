@@ -11,7 +11,7 @@ from promptyard.settings import get_settings
 def invoke(*args, code=0):
     result = CliRunner().invoke(cli, list(args), catch_exceptions=False)
     assert result.exit_code == code, result.output
-    return result.output
+    return result.stdout
 
 
 def test_prompts_commands():
@@ -89,10 +89,23 @@ def test_up_refuses_a_taken_port(monkeypatch):
 
 
 def test_optimizers_list():
-    assert invoke("optimizers", "list").startswith("copro: max_candidates=4, constrain_labels=True, breadth=4")
+    lines = invoke("optimizers", "list").splitlines()
+    assert [line.split(":")[0] for line in lines] == ["bootstrap", "copro", "metaprompt"]
+    assert lines[1].startswith("copro: max_candidates=4, constrain_labels=True, breadth=4")
 
 
 @pytest.mark.parametrize("command", [["up"], ["down"], ["status"], ["optimize"], ["demo"], ["deploy"],
                                      ["prompts", "register"], ["prompts", "show"], ["optimizers", "list"]])
 def test_every_command_has_an_example(command):
     assert "Example:" in invoke(*command, "--help")
+
+
+def test_eval_scores_a_version_with_an_interval(fake_llm, tiny_dataset, registry):
+    registry.register("sentiment", "Answer carefully.\n\nReview: {{text}}")
+    out = invoke("eval", "sentiment", "--dataset", str(tiny_dataset), "--split", "validation", "--json")
+    result = json.loads(out)
+    assert (result["prompt"], result["n"], result["score"], result["low"], result["high"]) == (
+        "sentiment/1", 20, 1.0, 1.0, 1.0)
+    assert len(fake_llm.chat_requests()) == 20
+    text = invoke("eval", "sentiment", "--dataset", str(tiny_dataset), "--limit", "4")
+    assert text.startswith("sentiment/1 on tiny test (n=4): exact_label 1.000 [1.000, 1.000] 95% interval")
