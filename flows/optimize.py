@@ -14,7 +14,6 @@ from optimizers import Candidate, OptimizationTask, Optimizer, get_optimizer
 from promptyard.data import LoadedDataset, load_dataset
 from promptyard.errors import TemplateError, UserError
 from promptyard.lm import Endpoint, GenerationConfig, check_endpoint, make_lm
-from promptyard.metrics import get_metric
 from promptyard.progress import scoring_progress
 from promptyard.registry import Registry
 from promptyard.scoring import ScoreResult, score_template
@@ -66,7 +65,7 @@ def load_data(dataset: str, cache_dir: str) -> LoadedDataset:
 @task(cache_policy=NO_CACHE, **RETRY)
 def score(template: str, rows: list[dict], data: LoadedDataset, lm, generation: GenerationConfig,
           concurrency: int, label: str) -> ScoreResult:
-    metric = get_metric(data.card.metric, data.card.labels)
+    metric = data.metric()
     with scoring_progress(label, len(rows)) as advance:
         return score_template(template, rows, lm=lm, metric=metric, input_fields=data.card.input_fields,
                               label_field=data.card.label_field, generation=generation,
@@ -178,7 +177,7 @@ def optimize_prompt(
         opt_task = OptimizationTask(
             seed=seed_prompt.template, trainset=data.rows("train", limit_train),
             input_fields=data.card.input_fields, label_field=data.card.label_field,
-            metric=get_metric(data.card.metric, data.card.labels), generation=seed_prompt.generation,
+            metric=data.metric(), generation=seed_prompt.generation,
             labels=data.card.labels, proposer_style="plain" if settings.plain_proposer else "standard", random_seed=seed,
         )
         candidates = propose(opt, opt_task, task_lm, proposer_lm)

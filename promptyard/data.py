@@ -16,6 +16,7 @@ from pathlib import Path
 import yaml
 
 from promptyard.errors import DatasetError
+from promptyard.metrics import Metric, get_metric
 
 __all__ = ["DatasetCard", "LoadedDataset", "load_card", "load_dataset", "datasets_dir", "list_datasets"]
 
@@ -35,6 +36,7 @@ class DatasetCard:
     label_field: str
     labels: list[str] = field(default_factory=list)
     metric: str = "exact_label"
+    metric_options: dict = field(default_factory=dict)
     seed: int = 13
     test_size: int = 200
     validation_size: int = 100
@@ -52,6 +54,10 @@ class LoadedDataset:
     @property
     def fields(self) -> list[str]:
         return [*self.card.input_fields, self.card.label_field]
+
+    def metric(self) -> Metric:
+        """The card's default metric, with its options and the label set."""
+        return get_metric(self.card.metric, self.card.labels, **self.card.metric_options)
 
     def rows(self, split: str, limit: int | None = None) -> list[dict]:
         ds = self.splits[split]
@@ -101,6 +107,7 @@ def load_card(ref: str | Path) -> DatasetCard:
         label_field=meta["label_field"],
         labels=[str(label) for label in meta.get("labels", [])],
         metric=meta.get("metric", "exact_label"),
+        metric_options=dict(meta.get("metric_options") or {}),
         seed=int(splits.get("seed", 13)),
         test_size=int(splits.get("test", 200)),
         validation_size=int(splits.get("validation", 100)),

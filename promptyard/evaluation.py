@@ -7,7 +7,6 @@ from typing import Any
 from promptyard.data import load_dataset
 from promptyard.errors import TemplateError
 from promptyard.lm import Endpoint, check_endpoint, make_lm
-from promptyard.metrics import get_metric
 from promptyard.progress import scoring_progress
 from promptyard.registry import Registry
 from promptyard.scoring import score_template
@@ -38,7 +37,7 @@ def evaluate_prompt(settings: Settings, ref: str, dataset: str, *, split: str = 
     rows = data.rows(split, limit)
     with scoring_progress(f"{version.name}/{version.version} · {split}", len(rows)) as advance:
         result = score_template(template, rows, lm=make_lm(endpoint, cache=settings.lm_cache), input_fields=data.card.input_fields,
-                                metric=get_metric(data.card.metric, data.card.labels),
+                                metric=data.metric(),
                                 label_field=data.card.label_field, generation=generation,
                                 concurrency=settings.lm_concurrency, on_example=advance)
     mean, low, high = mean_interval(result.scores, confidence=confidence)

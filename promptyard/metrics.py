@@ -6,13 +6,29 @@ in [0, 1]. Each dataset card names its default metric.
 
 from __future__ import annotations
 
+import importlib
+import json
 import re
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from promptyard.errors import UserError
 
-__all__ = ["Metric", "ExactLabel", "Contains", "NumericAnswer", "get_metric", "METRICS", "normalize"]
+__all__ = [
+    "Metric",
+    "ExactLabel",
+    "Contains",
+    "NumericAnswer",
+    "RegexMatch",
+    "TokenF1",
+    "JsonValid",
+    "CustomMetric",
+    "get_metric",
+    "METRICS",
+    "normalize",
+]
 
 _NON_WORD = re.compile(r"[^a-z0-9]+")
 _NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
@@ -97,18 +113,103 @@ class NumericAnswer(Metric):
             return 0.0
 
 
+@dataclass
+class RegexMatch(Metric):
+    """1 when `pattern` (a regular expression, `{gold}` replaced by the escaped gold answer) matches."""
+
+    labels: Sequence[str] = field(default_factory=list)
+    pattern: str = r"\b{gold}\b"
+    name = "regex"
+
+    def score(self, prediction: str, gold: str) -> float:
+        regex = self.pattern.replace("{gold}", re.escape(str(gold)))
+        return float(re.search(regex, prediction, flags=re.IGNORECASE) is not None)
+
+
+@dataclass
+class TokenF1(Metric):
+    """Token-overlap F1 of the normalised reply and gold answer (SQuAD style)."""
+
+    labels: Sequence[str] = field(default_factory=list)
+    name = "token_f1"
+
+    def score(self, prediction: str, gold: str) -> float:
+        pred, ref = normalize(prediction).split(), normalize(gold).split()
+        common = sum((Counter(pred) & Counter(ref)).values())
+        if not pred or not ref or not common:
+            return float(pred == ref)
+        precision, recall = common / len(pred), common / len(ref)
+        return 2 * precision * recall / (precision + recall)
+
+
+@dataclass
+class JsonValid(Metric):
+    """1 when the reply is JSON that validates against `schema` (the gold answer is not used)."""
+
+    labels: Sequence[str] = field(default_factory=list)
+    schema: dict[str, Any] = field(default_factory=dict)
+    name = "json_valid"
+
+    def score(self, prediction: str, gold: str) -> float:
+        import jsonschema
+
+        try:
+            jsonschema.validate(json.loads(prediction), self.schema)
+        except (ValueError, jsonschema.ValidationError):
+            return 0.0
+        return 1.0
+
+
+@dataclass
+class CustomMetric(Metric):
+    """A user function `(reply, gold) -> float`, named by dotted path `package.module:function`."""
+
+    function: Callable[[str, str], float] = lambda reply, gold: 0.0
+    path: str = ""
+    labels: Sequence[str] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:  # type: ignore[override]
+        return self.path
+
+    def score(self, prediction: str, gold: str) -> float:
+        return float(self.function(prediction, gold))
+
+
 METRICS: dict[str, type[Metric]] = {
     "exact_label": ExactLabel,
     "contains": Contains,
     "numeric": NumericAnswer,
+    "regex": RegexMatch,
+    "token_f1": TokenF1,
+    "json_valid": JsonValid,
 }
 
 
-def get_metric(name: str, labels: Sequence[str] = ()) -> Metric:
-    """A metric by name, given the dataset's label set."""
+def _load_function(path: str) -> Callable[[str, str], float]:
+    module_name, _, attr = path.replace(":", ".").rpartition(".")
     try:
-        return METRICS[name](labels=list(labels))
-    except KeyError:
+        function = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError, ValueError) as exc:
         raise UserError(
-            f"Unknown metric {name!r}: use one of {', '.join(METRICS)} (or fix the dataset card)."
+            f"Metric {path!r} cannot be imported ({exc}): give a dotted path to a function "
+            "(reply, gold) -> float, e.g. 'my_project.metrics:accuracy'."
         ) from None
+    if not callable(function):
+        raise UserError(f"Metric {path!r} is not a function: point it at a callable (reply, gold) -> float.")
+    return function
+
+
+def get_metric(name: str, labels: Sequence[str] = (), **options: Any) -> Metric:
+    """A metric by name (or a user function by dotted path), given the dataset's label set."""
+    if name in METRICS:
+        try:
+            return METRICS[name](labels=list(labels), **options)
+        except TypeError:
+            raise UserError(f"Metric {name!r} does not take options {sorted(options)}.") from None
+    if "." in name or ":" in name:
+        return CustomMetric(function=_load_function(name), path=name, labels=list(labels))
+    raise UserError(
+        f"Unknown metric {name!r}: use one of {', '.join(METRICS)}, or a dotted path to your own function "
+        "(or fix the dataset card)."
+    )

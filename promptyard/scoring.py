@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from promptyard.errors import EndpointUnreachableError
+from promptyard.errors import EndpointUnreachableError, UserError
 from promptyard.lm import GenerationConfig, is_transport_error
 from promptyard.metrics import Metric
 from promptyard.templates import render
@@ -108,13 +108,20 @@ def _score_one(lm, template: str, row: dict, input_fields, label_field, metric: 
     latency = time.perf_counter() - started
     reply = response.choices[0].message.content or ""
     usage = response.get("usage") or {}
-    prediction = metric.parse(reply)
+    try:
+        prediction = metric.parse(reply)
+        value = metric.score(prediction, str(row[label_field]))
+    except Exception as exc:
+        raise UserError(
+            f"Metric {metric.name!r} raised {type(exc).__name__}: {exc} (reply {reply[:80]!r}, gold "
+            f"{row[label_field]!r}). Fix the metric: it must return a number for any reply."
+        ) from exc
     return ExampleResult(
         inputs=inputs,
         gold=str(row[label_field]),
         reply=reply,
         prediction=prediction,
-        score=metric.score(prediction, str(row[label_field])),
+        score=value,
         latency_s=latency,
         prompt_tokens=int(usage.get("prompt_tokens", 0) or 0),
         completion_tokens=int(usage.get("completion_tokens", 0) or 0),

@@ -25,3 +25,12 @@ def write_dataset(folder: Path, rows: list[dict], *, test: int = 40, validation:
 def tiny_rows(n: int = 100) -> list[dict]:
     return [{"text": f"The film was {'good' if i % 2 else 'bad'}, take {i}.", "label": "positive" if i % 2 else "negative"}
             for i in range(n)]
+
+
+def length_metric(reply: str, gold: str) -> float:
+    """A user metric for tests, loaded by dotted path."""
+    return float(len(reply))
+
+
+def broken_metric(reply: str, gold: str) -> float:
+    raise ValueError("this metric is broken")

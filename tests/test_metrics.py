@@ -36,6 +36,22 @@ def test_contains():
     assert metric.score("Parisian", "paris") == 0.0
 
 
+def test_regex_token_f1_json_valid():
+    assert get_metric("regex", pattern=r"answer is {gold}").score("The answer is 4.", "4") == 1.0
+    assert get_metric("token_f1").score("the cat sat", "cat sat down") == pytest.approx(2 * (2 / 3) * (2 / 3) / (4 / 3))
+    schema = {"type": "object", "required": ["a"]}
+    assert get_metric("json_valid", schema=schema).score('{"a": 1}', "") == 1.0
+    assert get_metric("json_valid", schema=schema).score("{}", "") == 0.0
+    assert get_metric("json_valid", schema=schema).score("nope", "") == 0.0
+
+
+def test_custom_metric_by_dotted_path():
+    metric = get_metric("helpers:length_metric")
+    assert metric.score("abcd", "x") == 4.0 and metric.name == "helpers:length_metric"
+    with pytest.raises(UserError, match="cannot be imported"):
+        get_metric("helpers:nope")
+
+
 def test_unknown_metric():
-    with pytest.raises(UserError, match="Unknown metric 'bleu': use one of exact_label, contains, numeric"):
+    with pytest.raises(UserError, match="Unknown metric 'bleu': use one of exact_label, contains, numeric, regex"):
         get_metric("bleu")

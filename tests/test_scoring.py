@@ -52,3 +52,13 @@ def test_dead_endpoint_stops_the_run():
         score("http://127.0.0.1:9/v1", rows=tiny_rows(2))
     with pytest.raises(EndpointUnreachableError, match="No LLM answers at http://127.0.0.1:9/v1"):
         check_endpoint(Endpoint("http://127.0.0.1:9/v1", "fake"))
+
+
+def test_a_raising_metric_stops_with_a_clear_error():
+    from promptyard.errors import UserError
+
+    with FakeLLM() as fake:
+        lm = make_lm(Endpoint(fake.base_url, "fake"), cache=False)
+        with pytest.raises(UserError, match="Metric 'helpers:broken_metric' raised ValueError: this metric is broken"):
+            score_template(SEED_TEMPLATE, tiny_rows(2), lm=lm, metric=get_metric("helpers:broken_metric"),
+                           input_fields=["text"], label_field="label")
