@@ -21,6 +21,7 @@ from promptyard.lm import Endpoint, GenerationConfig, check_endpoint, make_lm  #
 from promptyard.metrics import Metric, get_metric  # noqa: E402
 from promptyard.registry import PromptRef, Registry  # noqa: E402
 from promptyard.scoring import ScoreResult, score_template  # noqa: E402
+from promptyard.serving import PromptClient, ServedPrompt  # noqa: E402
 from promptyard.stats import PairedComparison, paired_bootstrap  # noqa: E402
 from promptyard.templates import Template, render, variables  # noqa: E402
 
@@ -36,10 +37,12 @@ __all__ = [
     "OrchestratorUnavailableError",
     "PairedComparison",
     "PromptNotFoundError",
+    "PromptClient",
     "PromptRef",
     "PromptyardError",
     "Registry",
     "ScoreResult",
+    "ServedPrompt",
     "ServiceError",
     "Settings",
     "Template",
