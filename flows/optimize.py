@@ -17,6 +17,7 @@ from promptyard.lm import Endpoint, GenerationConfig, check_endpoint, make_lm
 from promptyard.progress import scoring_progress
 from promptyard.registry import Registry
 from promptyard.scoring import ScoreResult, score_template
+from promptyard.selection import Objectives, pareto_front, pareto_plot, select
 from promptyard.settings import get_settings
 from promptyard.report import optimization_report
 from promptyard.stats import mcnemar, paired_bootstrap
@@ -79,7 +80,7 @@ def propose(optimizer: Optimizer, opt_task: OptimizationTask, task_lm, proposer_
 
 @task(cache_policy=NO_CACHE, **RETRY)
 def log_candidate(tracker: Tracker, parent_id: str, index: int, candidate: Candidate, result: ScoreResult,
-                  seed: Seed, optimizer_params: dict) -> str:
+                  seed: Seed, optimizer_params: dict, cost_per_example: float) -> str:
     run_id = tracker.start_run(f"candidate-{index}", parent_id=parent_id)
     tracker.log(
         run_id,
@@ -88,7 +89,8 @@ def log_candidate(tracker: Tracker, parent_id: str, index: int, candidate: Candi
                 "response_format": candidate.generation.response_format,
                 "parent_prompt": seed.name, "parent_version": seed.version,
                 **{f"optimizer.{k}": v for k, v in optimizer_params.items()}},
-        metrics={"train_score": candidate.train_score} if candidate.train_score is not None else {},
+        metrics={"validation_cost_per_example": cost_per_example,
+                 **({"train_score": candidate.train_score} if candidate.train_score is not None else {})},
     )
     tracker.log_score(run_id, result, split="validation")
     tracker.log_text(run_id, candidate.template, "template.txt")
@@ -108,6 +110,11 @@ def register_version(registry: Registry, seed: Seed, candidate: Candidate, tags:
         created = False
     registry.set_alias(seed.name, CANDIDATE_ALIAS, int(existing.version))
     return int(existing.version), created
+
+
+def objectives_of(result: ScoreResult, settings) -> Objectives:
+    cost = settings.cost(result.prompt_tokens, result.completion_tokens)
+    return Objectives(result.accuracy, cost / max(1, len(result.examples)), result.mean_latency_s)
 
 
 def _preflight(template: Template, data: LoadedDataset) -> None:
@@ -131,9 +138,14 @@ def optimize_prompt(
     limit_validation: int | None = None,
     limit_test: int | None = None,
     confidence: float = 0.95,
+    selection: str = "quality",
+    max_cost_per_example: float | None = None,
+    max_latency_s: float | None = None,
+    selection_weights: dict[str, float] | None = None,
 ) -> dict[str, Any]:
     """Optimize PROMPT (name, name/version or name@alias) on DATASET; register the best only if it
-    beats the seed on the test split (paired bootstrap interval above 0)."""
+    beats the seed on the test split (paired bootstrap interval above 0). The best is chosen on
+    validation by `selection` ("quality" within the cost/latency budgets, or "weighted")."""
     started = time.perf_counter()
     logger = get_run_logger()
     settings = get_settings()
@@ -144,6 +156,7 @@ def optimize_prompt(
     endpoint = Endpoint.from_settings(settings)
     # an unknown optimizer or setting fails here, before any work
     opt = get_optimizer(optimizer, **{**(optimizer_settings or {}), "max_candidates": max_candidates})
+    select([], policy=selection, weights=selection_weights)  # an unknown policy fails before any work
 
     seed_prompt = load_prompt_version(registry, prompt)
     data = load_data(dataset, str(settings.home_dir / "hf_cache"))
@@ -187,8 +200,9 @@ def optimize_prompt(
         futures = [score.submit(c.template, validation, data, task_lm, c.generation, per_candidate,
                                 f"candidate {i} · validation") for i, c in enumerate(candidates, 1)]
         results = [f.result() for f in futures]
-        child_ids = [log_candidate(tracker, parent_id, i, c, r, seed_prompt, optimizer_params)
-                     for i, (c, r) in enumerate(zip(candidates, results, strict=True), 1)]
+        objectives = [objectives_of(r, settings) for r in results]
+        child_ids = [log_candidate(tracker, parent_id, i, c, r, seed_prompt, optimizer_params, o.cost)
+                     for i, (c, r, o) in enumerate(zip(candidates, results, objectives, strict=True), 1)]
 
         summary: dict[str, Any] = {
             "prompt": f"{seed_prompt.name}/{seed_prompt.version}", "dataset": data.card.name, "optimizer": optimizer,
@@ -198,9 +212,19 @@ def optimize_prompt(
             "registered_version": None, "parent_run_id": parent_id, "mlflow_url": tracker.run_url(parent_id),
             "flow_run_id": str(runtime.flow_run.id or ""),
         }
-        best_index = max(range(len(results)), key=lambda i: results[i].accuracy, default=None)
+        best_index = select(objectives, policy=selection, max_cost=max_cost_per_example, max_latency_s=max_latency_s,
+                            weights=selection_weights)
+        front = pareto_front(objectives)
+        summary["pareto_front"] = [i + 1 for i in front]
+        if objectives:
+            figure = pareto_plot(objectives, [f"c{i}" for i in range(1, len(objectives) + 1)],
+                                 baseline=objectives_of(baseline_val, settings), chosen=best_index,
+                                 title=f"{seed_prompt.name}: candidates on validation ({data.card.name})")
+            tracker.client.log_figure(parent_id, figure, "pareto.png")
+            tracker.log(parent_id, metrics={"pareto_front_size": len(front)})
         if best_index is None:
-            summary["decision"] = "no candidate was proposed; nothing registered"
+            summary["decision"] = ("no candidate was proposed; nothing registered" if not candidates else
+                                   "no candidate fits the cost/latency budgets; nothing registered")
         else:
             best, best_val = candidates[best_index], results[best_index]
             baseline_test = score(seed_prompt.template.text, test, data, task_lm, seed_prompt.generation,

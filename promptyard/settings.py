@@ -45,6 +45,11 @@ class Settings(BaseSettings):
         SecretStr("not-needed"), description="API key for the endpoint; never logged."
     )
     lm_timeout: float = Field(60.0, gt=0, description="Seconds before one LLM request fails.")
+    prices: dict[str, tuple[float, float]] = Field(
+        default_factory=dict,
+        description="USD per million (input, output) tokens by model name, e.g. "
+        '\'{"gpt-4o-mini": [0.15, 0.6]}\'. Models not listed (the bundled one) cost 0.',
+    )
     lm_cache: bool = Field(True, description="Answer repeated requests from DSPy's disk cache.")
     lm_concurrency: int = Field(4, ge=1, le=256, description="Concurrent requests when scoring.")
     llm_port: int = Field(8089, ge=1, le=65535, description="Port of the bundled LLM server.")
@@ -75,6 +80,11 @@ class Settings(BaseSettings):
     @property
     def uses_bundled_model(self) -> bool:
         return self.lm_base_url is None
+
+    def cost(self, prompt_tokens: int, completion_tokens: int, model: str | None = None) -> float:
+        """What the tokens cost on `model` (default: the configured one), in USD."""
+        price_in, price_out = self.prices.get(model or self.lm_model, (0.0, 0.0))
+        return (prompt_tokens * price_in + completion_tokens * price_out) / 1e6
 
     @property
     def plain_proposer(self) -> bool:

@@ -233,3 +233,24 @@ def test_rerun_makes_zero_lm_calls(fake_llm, tiny_dataset, seeded, monkeypatch):
     assert first["registered_version"] == second["registered_version"] == 2
     assert "already registered as sentiment version 2" in second["decision"]
     assert [int(v.version) for v in seeded.versions("sentiment")] == [2, 1]
+
+
+def test_pareto_plot_and_budgets(fake_llm, tiny_dataset, seeded, monkeypatch):
+    monkeypatch.setenv("PROMPTYARD_PRICES", '{"fake": [1000000, 0]}')  # $1 per prompt token
+    get_settings.cache_clear()
+    summary = run(tiny_dataset, max_cost_per_example=1.0)  # no prompt is that short
+    assert summary["registered_version"] is None
+    assert summary["decision"] == "no candidate fits the cost/latency budgets; nothing registered"
+    parent, children = child_runs(summary)
+    assert all(c.data.metrics["validation_cost_per_example"] > 1 for c in children)
+    assert summary["pareto_front"]
+    client = mlflow.MlflowClient(get_settings().tracking_uri)
+    assert "pareto.png" in {a.path for a in client.list_artifacts(parent.info.run_id)}
+
+
+def test_unknown_selection_policy_fails_before_any_call(fake_llm, tiny_dataset, seeded):
+    from promptyard.errors import UserError
+
+    with pytest.raises(UserError, match="Unknown selection policy 'cheapest'"):
+        run(tiny_dataset, selection="cheapest")
+    assert fake_llm.requests == []
