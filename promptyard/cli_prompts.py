@@ -179,7 +179,7 @@ def demo(as_json: bool) -> None:
         registry.set_alias(DEMO_PROMPT, "production", int(version.version))
         if not as_json:
             click.echo(f"registered seed prompt {DEMO_PROMPT} version {version.version} as {DEMO_PROMPT}@production")
-    summary = run_optimization({"prompt": f"{DEMO_PROMPT}@production", "dataset": DEMO_DATASET})
+    summary = run_optimization({"prompt": f"{DEMO_PROMPT}@production", "dataset": DEMO_DATASET, "max_candidates": 3})
     if as_json:
         emit(summary, True)
     else:

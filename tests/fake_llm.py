@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 PROPOSER_MARKERS = ("Rewrite the instruction", "Below are instructions", "Here are instructions")
@@ -19,14 +20,17 @@ PROPOSER_MARKERS = ("Rewrite the instruction", "Below are instructions", "Here a
 
 class FakeLLM:
     def __init__(self, proposal: str = "Read the review carefully. Answer positive or negative.",
-                 magic_word: str = "carefully", default_answer: str = "positive", fail_status: int | None = None):
+                 magic_word: str = "carefully", default_answer: str = "positive", fail_status: int | None = None,
+                 latency_s: float = 0.0):
         self.proposal = proposal
         self.magic_word = magic_word
         self.default_answer = default_answer
         self.fail_status = fail_status
+        self.latency_s = latency_s  # simulated time per request (requests overlap)
         self.requests: list[dict] = []
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._server.request_queue_size = 128
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
@@ -91,6 +95,8 @@ class FakeLLM:
                 request = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 with fake._lock:
                     fake.requests.append(request)
+                if fake.latency_s:
+                    time.sleep(fake.latency_s)
                 if fake.fail_status:
                     self._send(fake.fail_status, {"error": {"message": "fake failure", "type": "server_error"}})
                     return

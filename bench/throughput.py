@@ -1,0 +1,121 @@
+"""Scoring throughput and orchestration overhead against a fake endpoint with a fixed latency.
+
+Prints achieved calls/s beside the limit (concurrency / latency) and beside `dspy.Evaluate` on the
+same work, then the Prefect + MLflow overhead as a share of LM time for 200 examples x 10 candidates.
+
+    .venv/bin/python bench/throughput.py [--latency 0.1] [--concurrency 8]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT)]
+sys.path.append(str(ROOT / "tests"))  # the fake endpoint is a test double
+_home = Path(tempfile.mkdtemp(prefix="promptyard-bench-"))
+os.environ.update(PROMPTYARD_HOME=str(_home), PROMPTYARD_MLFLOW_TRACKING_URI=f"sqlite:///{_home / 'mlflow.db'}",
+                  PROMPTYARD_LM_CACHE="false", PREFECT_LOGGING_LEVEL="WARNING", MLFLOW_LOGGING_LEVEL="WARNING")
+
+import promptyard  # noqa: E402,F401
+from fake_llm import FakeLLM  # noqa: E402
+from helpers import SEED_TEMPLATE, tiny_rows  # noqa: E402
+from promptyard.lm import Endpoint, make_lm  # noqa: E402
+from promptyard.metrics import get_metric  # noqa: E402
+from promptyard.scoring import score_template  # noqa: E402
+
+METRIC = get_metric("exact_label", ["positive", "negative"])
+
+
+def ours(lm, rows, concurrency: int) -> float:
+    started = time.perf_counter()
+    score_template(SEED_TEMPLATE, rows, lm=lm, metric=METRIC, input_fields=["text"], label_field="label",
+                   concurrency=concurrency)
+    return len(rows) / (time.perf_counter() - started)
+
+
+def dspy_evaluate(lm, rows, concurrency: int) -> float:
+    import dspy
+
+    from optimizers import OptimizationTask
+    from optimizers.program import adapter_for, dspy_metric, program_for, trainset_for
+    from promptyard.templates import Template
+
+    task = OptimizationTask(Template.parse(SEED_TEMPLATE), rows, ["text"], "label", METRIC)
+    evaluate = dspy.Evaluate(devset=trainset_for(task), metric=dspy_metric(task), num_threads=concurrency,
+                             display_progress=False)
+    started = time.perf_counter()
+    with dspy.context(lm=lm, adapter=adapter_for(task)):
+        evaluate(program_for(task))
+    return len(rows) / (time.perf_counter() - started)
+
+
+def overhead(lm, rows, candidates: int, concurrency: int, latency: float) -> tuple[float, float]:
+    """Wall time of scoring + logging `candidates` through Prefect tasks and MLflow, and pure LM time."""
+    from prefect import flow
+    from prefect.task_runners import ThreadPoolTaskRunner
+
+    from flows.optimize import Seed, log_candidate, score
+    from optimizers import Candidate
+    from promptyard.data import load_dataset
+    from promptyard.lm import GenerationConfig
+    from promptyard.settings import get_settings
+    from promptyard.templates import Template
+    from promptyard.tracking import Tracker
+    from helpers import write_dataset
+
+    data = load_dataset(write_dataset(_home / "datasets" / "bench", tiny_rows(len(rows) + 60), test=40, validation=len(rows)))
+    validation = data.rows("validation")
+    tracker = Tracker(get_settings().tracking_uri, "bench")
+    seed = Seed("bench", 1, Template.parse(SEED_TEMPLATE), GenerationConfig())
+
+    @flow(task_runner=ThreadPoolTaskRunner(max_workers=2))
+    def score_and_log() -> None:
+        parent = tracker.start_run("bench")
+        futures = [score.submit(SEED_TEMPLATE, validation, data, lm, seed.generation, concurrency // 2, f"c{i}")
+                   for i in range(candidates)]
+        for i, future in enumerate(futures):
+            log_candidate(tracker, parent, i, Candidate(SEED_TEMPLATE, "bench"), future.result(), seed, {}, 0.0)
+        tracker.finish(parent)
+
+    score_and_log()  # warm up Prefect (its start-up is not per-optimization overhead)
+    started = time.perf_counter()
+    score_and_log()
+    wall = time.perf_counter() - started
+    lm_time = candidates * len(validation) * latency / concurrency
+    return wall, lm_time
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--latency", type=float, default=0.1)
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--examples", type=int, default=200)
+    parser.add_argument("--candidates", type=int, default=10)
+    args = parser.parse_args()
+    rows = tiny_rows(args.examples)
+    limit = args.concurrency / args.latency
+    with FakeLLM(latency_s=args.latency) as fake:
+        lm = make_lm(Endpoint(fake.base_url, "fake"), cache=False)
+        ours(lm, rows[:20], args.concurrency)  # warm up
+        promptyard_rate = ours(lm, rows, args.concurrency)
+        dspy_rate = dspy_evaluate(lm, rows, args.concurrency)
+        wall, lm_time = overhead(lm, rows, args.candidates, args.concurrency, args.latency)
+
+    print(f"\nscoring {args.examples} examples, endpoint latency {args.latency * 1000:.0f} ms, concurrency {args.concurrency}")
+    print(f"{'':<28}{'calls/s':>10}{'of limit':>10}")
+    print(f"{'limit (concurrency/latency)':<28}{limit:>10.1f}{1:>10.0%}")
+    print(f"{'promptyard score_template':<28}{promptyard_rate:>10.1f}{promptyard_rate / limit:>10.0%}")
+    print(f"{'dspy.Evaluate':<28}{dspy_rate:>10.1f}{dspy_rate / limit:>10.0%}")
+    print(f"\n{args.candidates} candidates x {args.examples} examples through Prefect tasks + MLflow child runs:")
+    print(f"  wall {wall:.1f} s, LM time at the limit {lm_time:.1f} s, overhead {(wall - lm_time) / lm_time:.1%} "
+          "(goal <= 10%)")
+
+
+if __name__ == "__main__":
+    main()
