@@ -159,18 +159,12 @@ def _parse_settings(pairs: tuple[str, ...]) -> dict[str, Any]:
 
 def use_prefect_server() -> str:
     """Point Prefect at the configured server; raise unless it answers."""
-    import httpx
+    from promptyard.health import require_answer
 
-    url = get_settings().prefect_url
-    os.environ.setdefault("PREFECT_API_URL", url)
+    os.environ.setdefault("PREFECT_API_URL", get_settings().prefect_url)
     url = os.environ["PREFECT_API_URL"]
-    try:
-        httpx.get(f"{url.rstrip('/')}/health", timeout=5).raise_for_status()
-    except httpx.HTTPError as exc:
-        raise OrchestratorUnavailableError(
-            f"The Prefect server at {url} does not answer ({exc}). Start it with `promptyard up`, or set "
-            "PREFECT_API_URL to a running Prefect API."
-        ) from None
+    require_answer(f"{url.rstrip('/')}/health", OrchestratorUnavailableError, f"The Prefect server at {url}",
+                   "Start it with `promptyard up`, or set PREFECT_API_URL to a running Prefect API.")
     return url
 
 

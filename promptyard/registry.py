@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from promptyard.errors import PromptNotFoundError, TemplateError, TrackingUnavailableError, UserError
+from promptyard.health import require_answer
 from promptyard.lm import GenerationConfig
 from promptyard.templates import Template, check_variables
 
@@ -66,19 +67,14 @@ class Registry:
         self.tracking_uri = tracking_uri
         self.client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
 
-    def check(self) -> None:
+    def check(self, timeout: float = 5.0) -> None:
         """Raise `TrackingUnavailableError` unless an HTTP tracking server answers."""
         if not self.tracking_uri.startswith("http"):
             return
-        import httpx
-
-        try:
-            httpx.get(f"{self.tracking_uri.rstrip('/')}/health", timeout=5).raise_for_status()
-        except httpx.HTTPError as exc:
-            raise TrackingUnavailableError(
-                f"The MLflow tracking server at {self.tracking_uri} does not answer ({exc}). Start it "
-                "with `promptyard up`, or set PROMPTYARD_MLFLOW_TRACKING_URI to a running server."
-            ) from None
+        require_answer(f"{self.tracking_uri.rstrip('/')}/health", TrackingUnavailableError,
+                       f"The MLflow tracking server at {self.tracking_uri}",
+                       "Start it with `promptyard up`, or set PROMPTYARD_MLFLOW_TRACKING_URI to a running server.",
+                       timeout=timeout)
 
     # -- writing -------------------------------------------------------------------------------
     def register(

@@ -142,14 +142,7 @@ class PromptClient:
 
     def _probe(self) -> None:
         """Fail fast when an HTTP tracking server is down (MLflow's own client retries for minutes)."""
-        uri = self.registry.tracking_uri
-        if uri.startswith("http"):
-            import httpx
-
-            try:
-                httpx.get(f"{uri.rstrip('/')}/health", timeout=self.probe_timeout).raise_for_status()
-            except httpx.HTTPError as exc:
-                raise ServiceError(f"MLflow at {uri} does not answer: {exc}") from None
+        self.registry.check(timeout=self.probe_timeout)
 
     # -- last known good -------------------------------------------------------------------------
     def _snapshot_path(self, ref: str) -> Path:
