@@ -15,7 +15,7 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-PROPOSER_MARKERS = ("Rewrite the instruction", "Below are instructions", "Here are instructions")
+PROPOSER_MARKERS = ("Rewrite the instruction", "Below are instructions", "Here are instructions", "Improve the instruction")
 
 
 class FakeLLM:
