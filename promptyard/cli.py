@@ -211,9 +211,13 @@ def print_summary(summary: dict[str, Any]) -> None:
 @click.option("--limit-train", type=int, help="Use only the first N training examples.")
 @click.option("--limit-validation", type=int, help="Use only the first N validation examples.")
 @click.option("--limit-test", type=int, help="Use only the first N test examples.")
+@click.option("--selection", default="quality", show_default=True, type=click.Choice(["quality", "weighted"]),
+              help="How the best candidate is chosen on validation.")
+@click.option("--max-cost", type=float, help="Budget: highest cost per example (USD, see PROMPTYARD_PRICES).")
+@click.option("--max-latency", type=float, help="Budget: highest mean latency per request (seconds).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON only.")
 def optimize(prompt, dataset, optimizer, max_candidates, settings, seed, limit_train, limit_validation, limit_test,
-             as_json) -> None:
+             selection, max_cost, max_latency, as_json) -> None:
     """Optimize PROMPT (NAME, NAME/VERSION or NAME@ALIAS) on a dataset and register the best
     candidate as a new version only if it beats the seed on the test split.
 
@@ -224,7 +228,7 @@ def optimize(prompt, dataset, optimizer, max_candidates, settings, seed, limit_t
     summary = run_optimization(dict(
         prompt=prompt, dataset=dataset, optimizer=optimizer, optimizer_settings=_parse_settings(settings),
         max_candidates=max_candidates, seed=seed, limit_train=limit_train, limit_validation=limit_validation,
-        limit_test=limit_test,
+        limit_test=limit_test, selection=selection, max_cost_per_example=max_cost, max_latency_s=max_latency,
     ))
     if as_json:
         emit(summary, True)
