@@ -90,7 +90,7 @@ def test_up_refuses_a_taken_port(monkeypatch):
 
 def test_optimizers_list():
     lines = invoke("optimizers", "list").splitlines()
-    assert [line.split(":")[0] for line in lines] == ["bootstrap", "copro", "metaprompt"]
+    assert [line.split(":")[0] for line in lines] == ["bootstrap", "copro", "gepa", "metaprompt", "mipro"]
     assert lines[1].startswith("copro: max_candidates=4, constrain_labels=True, breadth=4")
 
 
