@@ -78,7 +78,6 @@ def propose(optimizer: Optimizer, opt_task: OptimizationTask, task_lm, proposer_
     return optimizer.propose(opt_task, task_lm=task_lm, proposer_lm=proposer_lm)
 
 
-@task(cache_policy=NO_CACHE, **RETRY)
 def log_candidate(tracker: Tracker, parent_id: str, index: int, candidate: Candidate, result: ScoreResult,
                   seed: Seed, optimizer_params: dict, cost_per_example: float) -> str:
     run_id = tracker.start_run(f"candidate-{index}", parent_id=parent_id)
@@ -96,6 +95,18 @@ def log_candidate(tracker: Tracker, parent_id: str, index: int, candidate: Candi
     tracker.log_text(run_id, candidate.template, "template.txt")
     tracker.finish(run_id)
     return run_id
+
+
+@task(cache_policy=NO_CACHE, **RETRY)
+def evaluate_candidate(index: int, candidate: Candidate, rows: list[dict], data: LoadedDataset, lm, concurrency: int,
+                       tracker: Tracker, parent_id: str, seed: Seed, optimizer_params: dict,
+                       settings) -> tuple[ScoreResult, str]:
+    """Score one candidate on validation and log it as a child run (while others are still scoring)."""
+    result = score.fn(candidate.template, rows, data, lm, candidate.generation, concurrency,
+                      f"candidate {index} · validation")
+    run_id = log_candidate(tracker, parent_id, index, candidate, result, seed, optimizer_params,
+                           objectives_of(result, settings).cost)
+    return result, run_id
 
 
 @task(cache_policy=NO_CACHE, **RETRY)
@@ -197,12 +208,11 @@ def optimize_prompt(
         logger.info("%s proposed %d candidate(s)", optimizer, len(candidates))
         tracker.log(parent_id, metrics={"candidates_proposed": len(candidates)})
 
-        futures = [score.submit(c.template, validation, data, task_lm, c.generation, per_candidate,
-                                f"candidate {i} · validation") for i, c in enumerate(candidates, 1)]
-        results = [f.result() for f in futures]
+        futures = [evaluate_candidate.submit(i, c, validation, data, task_lm, per_candidate, tracker, parent_id,
+                                             seed_prompt, optimizer_params, settings)
+                   for i, c in enumerate(candidates, 1)]
+        results, child_ids = [list(x) for x in zip(*(f.result() for f in futures))] or ([], [])
         objectives = [objectives_of(r, settings) for r in results]
-        child_ids = [log_candidate(tracker, parent_id, i, c, r, seed_prompt, optimizer_params, o.cost)
-                     for i, (c, r, o) in enumerate(zip(candidates, results, objectives, strict=True), 1)]
 
         summary: dict[str, Any] = {
             "prompt": f"{seed_prompt.name}/{seed_prompt.version}", "dataset": data.card.name, "optimizer": optimizer,
