@@ -2,21 +2,14 @@
 
 from __future__ import annotations
 
-import contextlib
-import io
-import logging
-import random
 from typing import Any
 
-import dspy
 from dspy.teleprompt import BootstrapFewShotWithRandomSearch
 
 from optimizers.base import Candidate, OptimizationTask, Optimizer
-from optimizers.program import adapter_for, dspy_metric, program_for, template_of, trainset_for
+from optimizers.program import candidates_from_programs, dspy_metric, dspy_session, program_for, sample_trainset
 
 __all__ = ["BootstrapFewShotOptimizer"]
-
-log = logging.getLogger(__name__)
 
 
 class BootstrapFewShotOptimizer(Optimizer):
@@ -38,9 +31,6 @@ class BootstrapFewShotOptimizer(Optimizer):
 
     def optimize(self, task: OptimizationTask, *, task_lm: Any, proposer_lm: Any) -> list[Candidate]:
         s = self.settings
-        trainset = trainset_for(task)
-        random.Random(task.random_seed).shuffle(trainset)
-        trainset = trainset[: int(s["train_size"])]
         teleprompter = BootstrapFewShotWithRandomSearch(
             metric=dspy_metric(task),
             max_bootstrapped_demos=int(s["max_bootstrapped_demos"]),
@@ -48,18 +38,6 @@ class BootstrapFewShotOptimizer(Optimizer):
             num_candidate_programs=int(s["num_candidate_programs"]),
             num_threads=int(s["num_threads"]),
         )
-        printed = io.StringIO()  # the teleprompter prints its progress; keep it in the debug log
-        with dspy.context(lm=task_lm, adapter=adapter_for(task)), contextlib.redirect_stdout(printed):
-            best = teleprompter.compile(program_for(task), trainset=trainset)
-        log.debug("bootstrap output:\n%s", printed.getvalue())
-        seen = {task.seed.text}
-        candidates = []
-        for entry in best.candidate_programs:  # best first
-            template = template_of(entry["program"], task)
-            if template in seen:
-                continue
-            seen.add(template)
-            demos = len(entry["program"].predictors()[0].demos)
-            candidates.append(Candidate(template, self.name, float(entry["score"]) / 100.0, task.generation,
-                                        details={"demos": demos, "search_seed": int(entry["seed"])}))
-        return candidates
+        with dspy_session(task, task_lm, self.name):
+            best = teleprompter.compile(program_for(task), trainset=sample_trainset(task, s["train_size"]))
+        return candidates_from_programs(best.candidate_programs, task, self.name)  # best first

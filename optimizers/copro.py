@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import contextlib
-import io
 import logging
-import random
 from typing import Any
 
-import dspy
 from dspy.teleprompt import COPRO
 
 from optimizers.base import Candidate, OptimizationTask, Optimizer
-from optimizers.program import adapter_for, dspy_metric, program_for, trainset_for
+from optimizers.program import dspy_metric, dspy_session, program_for, sample_trainset
 
 __all__ = ["CoproOptimizer"]
 
@@ -34,9 +30,7 @@ class CoproOptimizer(Optimizer):
 
     def optimize(self, task: OptimizationTask, *, task_lm: Any, proposer_lm: Any) -> list[Candidate]:
         s = self.settings
-        trainset = trainset_for(task)
-        random.Random(task.random_seed).shuffle(trainset)
-        trainset = trainset[: int(s["train_size"])]
+        trainset = sample_trainset(task, s["train_size"])
         teleprompter = COPRO(
             prompt_model=proposer_lm,
             metric=dspy_metric(task),
@@ -44,15 +38,12 @@ class CoproOptimizer(Optimizer):
             depth=int(s["depth"]),
             init_temperature=float(s["init_temperature"]),
         )
-        # COPRO prints the proposer's history to stdout; keep it in the debug log instead
-        printed = io.StringIO()
-        with dspy.context(lm=task_lm, adapter=adapter_for(task)), contextlib.redirect_stdout(printed):
+        with dspy_session(task, task_lm, self.name):  # COPRO prints the proposer's history to stdout
             best = teleprompter.compile(
                 program_for(task),
                 trainset=trainset,
                 eval_kwargs={"num_threads": int(s["num_threads"]), "display_progress": True},
             )
-        log.debug("COPRO proposer output:\n%s", printed.getvalue())
         seen = {task.seed.instruction.strip()}
         candidates = []
         for entry in sorted(best.candidate_programs, key=lambda c: c["score"], reverse=True):

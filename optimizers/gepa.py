@@ -7,20 +7,16 @@ a 135M model can follow where GEPA's JSON reflection fails and silently proposes
 
 from __future__ import annotations
 
-import contextlib
-import io
 import logging
-import random
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import dspy
 from dspy.teleprompt import GEPA
 from dspy.teleprompt.gepa.gepa_utils import ScoreWithFeedback
 
 from optimizers.adapter import GOLD_FIELD, OUTPUT_FIELD, clean_proposal
 from optimizers.base import Candidate, OptimizationTask, Optimizer
-from optimizers.program import adapter_for, program_for, trainset_for
+from optimizers.program import dspy_session, program_for, sample_trainset
 
 __all__ = ["GepaOptimizer", "reflection_prompt"]
 
@@ -59,9 +55,7 @@ class GepaOptimizer(Optimizer):
 
     def optimize(self, task: OptimizationTask, *, task_lm: Any, proposer_lm: Any) -> list[Candidate]:
         s = self.settings
-        examples = trainset_for(task)
-        random.Random(task.random_seed).shuffle(examples)
-        examples = examples[: int(s["train_size"])]
+        examples = sample_trainset(task, s["train_size"])
         half = max(1, len(examples) // 2)
         proposals: list[str] = []
 
@@ -91,8 +85,7 @@ class GepaOptimizer(Optimizer):
             reflection_lm=proposer_lm, num_threads=int(s["num_threads"]), track_stats=True, use_merge=False,
             seed=task.random_seed,
         )
-        printed = io.StringIO()
-        with dspy.context(lm=task_lm, adapter=adapter_for(task)), contextlib.redirect_stdout(printed):
+        with dspy_session(task, task_lm, self.name):
             best = teleprompter.compile(program_for(task), trainset=examples[:half], valset=examples[half:] or examples)
         log.info("GEPA: %d proposals", len(proposals))
         results = best.detailed_results

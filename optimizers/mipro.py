@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import contextlib
-import io
 import logging
-import random
 from typing import Any
 
-import dspy
 from dspy.teleprompt import MIPROv2
 
 from optimizers.base import Candidate, OptimizationTask, Optimizer
-from optimizers.program import adapter_for, dspy_metric, program_for, template_of, trainset_for
+from optimizers.program import candidates_from_programs, dspy_metric, dspy_session, program_for, sample_trainset
 
 __all__ = ["MiproOptimizer"]
 
@@ -39,9 +35,7 @@ class MiproOptimizer(Optimizer):
 
     def optimize(self, task: OptimizationTask, *, task_lm: Any, proposer_lm: Any) -> list[Candidate]:
         s = self.settings
-        examples = trainset_for(task)
-        random.Random(task.random_seed).shuffle(examples)
-        examples = examples[: int(s["train_size"])]
+        examples = sample_trainset(task, s["train_size"])
         half = max(1, len(examples) // 2)
         teleprompter = MIPROv2(
             metric=dspy_metric(task), prompt_model=proposer_lm, task_model=task_lm, auto=None,
@@ -49,23 +43,13 @@ class MiproOptimizer(Optimizer):
             max_labeled_demos=int(s["max_labeled_demos"]), init_temperature=float(s["init_temperature"]),
             num_threads=int(s["num_threads"]), seed=task.random_seed, verbose=False,
         )
-        printed = io.StringIO()
-        with dspy.context(lm=task_lm, adapter=adapter_for(task)), contextlib.redirect_stdout(printed):
+        with dspy_session(task, task_lm, self.name):
             best = teleprompter.compile(
                 program_for(task), trainset=examples[:half], valset=examples[half:] or examples,
                 num_trials=int(s["num_trials"]), minibatch=False,
                 data_aware_proposer=bool(s["data_aware_proposer"]),
                 program_aware_proposer=bool(s["program_aware_proposer"]),
             )
-        seen = {task.seed.text}
-        candidates = []
-        for entry in best.candidate_programs:  # best first
-            template = template_of(entry["program"], task)
-            if template in seen:
-                continue
-            seen.add(template)
-            score = float(entry["score"])
-            candidates.append(Candidate(template, self.name, score / 100.0 if score > 1 else score, task.generation,
-                                        details={"demos": len(entry["program"].predictors()[0].demos)}))
+        candidates = candidates_from_programs(best.candidate_programs, task, self.name)  # best first
         log.info("MIPROv2 returned %d distinct candidates", len(candidates))
         return candidates

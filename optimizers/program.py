@@ -2,12 +2,29 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
+import logging
+import random
+from collections.abc import Iterator
+
 import dspy
 
 from optimizers.adapter import GOLD_FIELD, OUTPUT_FIELD, TemplateAdapter, task_signature
-from optimizers.base import OptimizationTask
+from optimizers.base import Candidate, OptimizationTask
 
-__all__ = ["program_for", "trainset_for", "dspy_metric", "adapter_for", "template_of"]
+__all__ = [
+    "program_for",
+    "trainset_for",
+    "sample_trainset",
+    "dspy_metric",
+    "adapter_for",
+    "template_of",
+    "dspy_session",
+    "candidates_from_programs",
+]
+
+log = logging.getLogger(__name__)
 
 
 def program_for(task: OptimizationTask) -> dspy.Predict:
@@ -43,3 +60,36 @@ def template_of(program: dspy.Module, task: OptimizationTask) -> str:
     predictor = program.predictors()[0]
     instruction = adapter_for(task).instruction_with_demos(predictor.signature.instructions, predictor.demos)
     return task.seed.with_instruction(instruction).text
+
+
+def sample_trainset(task: OptimizationTask, size: int) -> list[dspy.Example]:
+    """`size` training examples, shuffled by the task's seed."""
+    examples = trainset_for(task)
+    random.Random(task.random_seed).shuffle(examples)
+    return examples[: int(size)]
+
+
+@contextlib.contextmanager
+def dspy_session(task: OptimizationTask, task_lm, name: str) -> Iterator[None]:
+    """DSPy configured with the task LM and the template adapter; what the optimizer prints goes
+    to the debug log instead of stdout."""
+    printed = io.StringIO()
+    with dspy.context(lm=task_lm, adapter=adapter_for(task)), contextlib.redirect_stdout(printed):
+        yield
+    log.debug("%s output:\n%s", name, printed.getvalue())
+
+
+def candidates_from_programs(entries, task: OptimizationTask, source: str) -> list[Candidate]:
+    """Distinct candidates from DSPy's `candidate_programs` (dicts with `score` and `program`), in order,
+    without the seed itself. Scores given in percent are brought to [0, 1]."""
+    seen = {task.seed.text}
+    candidates = []
+    for entry in entries:
+        template = template_of(entry["program"], task)
+        if template in seen:
+            continue
+        seen.add(template)
+        score = float(entry["score"])
+        candidates.append(Candidate(template, source, score / 100.0 if score > 1 else score, task.generation,
+                                    details={"demos": len(entry["program"].predictors()[0].demos)}))
+    return candidates
