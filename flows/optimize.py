@@ -235,6 +235,11 @@ def optimize_prompt(
         if best_index is None:
             summary["decision"] = ("no candidate was proposed; nothing registered" if not candidates else
                                    "no candidate fits the cost/latency budgets; nothing registered")
+        elif results[best_index].accuracy <= baseline_val.accuracy:
+            summary["decision"] = (f"no version registered: no candidate beat the seed on validation (best "
+                                   f"{results[best_index].accuracy:.3f} vs {baseline_val.accuracy:.3f}); the test "
+                                   "split was left untouched")
+            best_index = None
         else:
             best, best_val = candidates[best_index], results[best_index]
             baseline_test = score(seed_prompt.template.text, test, data, task_lm, seed_prompt.generation,

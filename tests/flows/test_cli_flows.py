@@ -41,7 +41,7 @@ def test_optimize_human_summary(fake_llm, tiny_dataset, registry, prefect_api):
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
     assert "prompt sentiment/1 on tiny with copro" in lines
-    assert any(line.startswith("  no version registered: the best candidate scored") for line in lines)
+    assert any(line.startswith("  no version registered: no candidate beat the seed on validation") for line in lines)
     assert any(line.startswith("MLflow run: run ") for line in lines)
     assert any(line.startswith("Prefect flow run: http://127.0.0.1:") for line in lines)
 

@@ -114,7 +114,8 @@ def test_nothing_registered_when_no_candidate_beats_the_seed(fake_llm, tiny_data
     fake_llm.proposal = "Say what you think of the review."  # no magic word: every candidate = the seed
     summary = run(tiny_dataset)
     assert summary["registered_version"] is None
-    assert "no version registered" in summary["decision"]
+    assert summary["decision"].startswith("no version registered: no candidate beat the seed on validation")
+    assert "test" not in summary
     assert [int(v.version) for v in seeded.versions("sentiment")] == [1]
     with pytest.raises(PromptNotFoundError):
         seeded.get("sentiment@candidate")
