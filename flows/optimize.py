@@ -233,7 +233,8 @@ def optimize_prompt(
             tracker.client.log_figure(parent_id, figure, "pareto.png")
             tracker.log(parent_id, metrics={"pareto_front_size": len(front)})
         if best_index is None:
-            summary["decision"] = ("no candidate was proposed; nothing registered" if not candidates else
+            summary["decision"] = ("the optimizer returned no candidate (none of its proposals survived its own search); "
+                                   "nothing registered" if not candidates else
                                    "no candidate fits the cost/latency budgets; nothing registered")
         elif results[best_index].accuracy <= baseline_val.accuracy:
             summary["decision"] = (f"no version registered: no candidate beat the seed on validation (best "

@@ -255,3 +255,10 @@ def test_unknown_selection_policy_fails_before_any_call(fake_llm, tiny_dataset, 
     with pytest.raises(UserError, match="Unknown selection policy 'cheapest'"):
         run(tiny_dataset, selection="cheapest")
     assert fake_llm.requests == []
+
+
+def test_no_candidate_at_all(fake_llm, tiny_dataset, seeded):
+    fake_llm.proposal = "Classify the sentiment of the review as positive or negative."  # the seed again
+    summary = run(tiny_dataset, optimizer_settings={**SMALL, "constrain_labels": False})
+    assert summary["candidates"] == [] and summary["registered_version"] is None
+    assert summary["decision"].startswith("the optimizer returned no candidate")
