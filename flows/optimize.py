@@ -12,7 +12,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from optimizers import Candidate, OptimizationTask, Optimizer, get_optimizer
 from promptyard.data import LoadedDataset, load_dataset
-from promptyard.errors import TemplateError, UserError
+from promptyard.errors import UserError
 from promptyard.lm import Endpoint, GenerationConfig, check_endpoint, make_lm
 from promptyard.progress import scoring_progress
 from promptyard.registry import Registry
@@ -21,7 +21,7 @@ from promptyard.selection import Objectives, pareto_front, pareto_plot, select
 from promptyard.settings import get_settings
 from promptyard.report import optimization_report
 from promptyard.stats import mcnemar, paired_bootstrap
-from promptyard.templates import Template, check_variables
+from promptyard.templates import Template
 from promptyard.tracking import Tracker
 
 __all__ = ["optimize_prompt"]
@@ -128,15 +128,6 @@ def objectives_of(result: ScoreResult, settings) -> Objectives:
     return Objectives(result.accuracy, cost / max(1, len(result.examples)), result.mean_latency_s)
 
 
-def _preflight(template: Template, data: LoadedDataset) -> None:
-    if data.card.label_field in template.variables:
-        raise TemplateError(
-            f"The template shows the answer: {{{{{data.card.label_field}}}}} is the dataset's label field. "
-            "Remove it from the template."
-        )
-    check_variables(template.text, data.card.input_fields, where=f"dataset {data.card.name!r} (its input fields)")
-
-
 @flow(name="optimize-prompt", task_runner=ThreadPoolTaskRunner(max_workers=2))
 def optimize_prompt(
     prompt: str,
@@ -171,7 +162,7 @@ def optimize_prompt(
 
     seed_prompt = load_prompt_version(registry, prompt)
     data = load_data(dataset, str(settings.home_dir / "hf_cache"))
-    _preflight(seed_prompt.template, data)
+    data.check_template(seed_prompt.template.text)
     check_endpoint(endpoint)
 
     task_lm = make_lm(endpoint, cache=settings.lm_cache, **seed_prompt.generation.request_kwargs())

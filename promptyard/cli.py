@@ -144,14 +144,15 @@ def datasets_list(as_json: bool) -> None:
 
 
 # -- optimize ---------------------------------------------------------------------------------
-def _parse_settings(pairs: tuple[str, ...]) -> dict[str, Any]:
-    result = {}
+def parse_pairs(pairs: tuple[str, ...], option: str, *, json_values: bool = False) -> dict[str, Any]:
+    """KEY=VALUE options as a dict; values parsed as JSON when asked (and when they are JSON)."""
+    result: dict[str, Any] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:
-            raise UserError(f"--set takes KEY=VALUE, got {pair!r}.")
+            raise UserError(f"{option} takes KEY=VALUE, got {pair!r}.")
         try:
-            result[key] = json.loads(value)
+            result[key] = json.loads(value) if json_values else value
         except json.JSONDecodeError:
             result[key] = value
     return result
@@ -226,7 +227,7 @@ def optimize(prompt, dataset, optimizer, max_candidates, settings, seed, limit_t
       promptyard optimize intent@production --dataset intent_recognition --set breadth=4 --set depth=2
     """
     summary = run_optimization(dict(
-        prompt=prompt, dataset=dataset, optimizer=optimizer, optimizer_settings=_parse_settings(settings),
+        prompt=prompt, dataset=dataset, optimizer=optimizer, optimizer_settings=parse_pairs(settings, "--set", json_values=True),
         max_candidates=max_candidates, seed=seed, limit_train=limit_train, limit_validation=limit_validation,
         limit_test=limit_test, selection=selection, max_cost_per_example=max_cost, max_latency_s=max_latency,
     ))

@@ -73,12 +73,9 @@ def register(name, template, path, message, tags, dataset, aliases, as_json) -> 
     if (template is None) == (path is None):
         raise UserError("Give the template with exactly one of --template TEXT or --file PATH.")
     text = path.read_text(encoding="utf-8") if path else template.replace("\\n", "\n")
-    tag_map = {}
-    for pair in tags:
-        key, sep, value = pair.partition("=")
-        if not sep:
-            raise UserError(f"--tag takes KEY=VALUE, got {pair!r}.")
-        tag_map[key] = value
+    from promptyard.cli import parse_pairs
+
+    tag_map = parse_pairs(tags, "--tag")
     fields = None
     if dataset:
         from promptyard.data import load_card

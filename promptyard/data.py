@@ -15,8 +15,9 @@ from pathlib import Path
 
 import yaml
 
-from promptyard.errors import DatasetError
+from promptyard.errors import DatasetError, TemplateError
 from promptyard.metrics import Metric, get_metric
+from promptyard.templates import check_variables, variables
 
 __all__ = ["DatasetCard", "LoadedDataset", "load_card", "load_dataset", "datasets_dir", "list_datasets"]
 
@@ -58,6 +59,15 @@ class LoadedDataset:
     def metric(self) -> Metric:
         """The card's default metric, with its options and the label set."""
         return get_metric(self.card.metric, self.card.labels, **self.card.metric_options)
+
+    def check_template(self, text: str) -> None:
+        """Raise unless the template reads only input fields, and never the label (the answer)."""
+        if self.card.label_field in variables(text):
+            raise TemplateError(
+                f"The template shows the answer: {{{{{self.card.label_field}}}}} is the dataset's label field. "
+                "Remove it from the template."
+            )
+        check_variables(text, self.card.input_fields, where=f"dataset {self.card.name!r} (its input fields)")
 
     def rows(self, split: str, limit: int | None = None) -> list[dict]:
         ds = self.splits[split]
@@ -116,25 +126,24 @@ def load_card(ref: str | Path) -> DatasetCard:
     )
 
 
-def _check_rows(path: Path, card: DatasetCard) -> int:
+def _check_rows(path: Path, text: str, card: DatasetCard) -> int:
     count = 0
     needed = [*card.input_fields, card.label_field]
-    with path.open(encoding="utf-8") as handle:
-        for lineno, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DatasetError(f"{path}:{lineno} is not valid JSON ({exc.msg}): fix that line.") from exc
-            missing = [name for name in needed if name not in row]
-            if missing:
-                raise DatasetError(
-                    f"{path}:{lineno} lacks field(s) {', '.join(missing)} that the card names "
-                    f"(input_fields {card.input_fields}, label_field {card.label_field!r}): add them "
-                    "to every row or change the card."
-                )
-            count += 1
+    for lineno, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DatasetError(f"{path}:{lineno} is not valid JSON ({exc.msg}): fix that line.") from exc
+        missing = [name for name in needed if name not in row]
+        if missing:
+            raise DatasetError(
+                f"{path}:{lineno} lacks field(s) {', '.join(missing)} that the card names "
+                f"(input_fields {card.input_fields}, label_field {card.label_field!r}): add them "
+                "to every row or change the card."
+            )
+        count += 1
     return count
 
 
@@ -147,7 +156,8 @@ def load_dataset(ref: str | Path, *, cache_dir: Path | None = None) -> LoadedDat
     data_path = folder / DATA_FILE
     if not data_path.is_file():
         raise DatasetError(f"Data file {data_path} is missing: put the examples there, one JSON object per line.")
-    count = _check_rows(data_path, card)
+    raw = data_path.read_bytes()
+    count = _check_rows(data_path, raw.decode("utf-8"), card)
     needed = card.test_size + card.validation_size + 2
     if count == 0:
         raise DatasetError(f"Data file {data_path} is empty: add examples, one JSON object per line.")
@@ -157,7 +167,7 @@ def load_dataset(ref: str | Path, *, cache_dir: Path | None = None) -> LoadedDat
             f"validation {card.validation_size} + at least 2 for training: add examples or lower "
             "the split sizes in the card."
         )
-    digest = hashlib.sha256(data_path.read_bytes())
+    digest = hashlib.sha256(raw)
     digest.update(f"{card.seed}/{card.test_size}/{card.validation_size}".encode())
     full = hf.load_dataset(
         "json", data_files=str(data_path), split="train", cache_dir=str(cache_dir) if cache_dir else None

@@ -5,14 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from promptyard.data import load_dataset
-from promptyard.errors import TemplateError
+from promptyard.errors import UserError
 from promptyard.lm import Endpoint, check_endpoint, make_lm
 from promptyard.progress import scoring_progress
 from promptyard.registry import Registry
 from promptyard.scoring import score_template
 from promptyard.settings import Settings
 from promptyard.stats import mean_interval
-from promptyard.templates import check_variables
 from promptyard.tracking import Tracker
 
 __all__ = ["evaluate_prompt"]
@@ -24,13 +23,13 @@ def evaluate_prompt(settings: Settings, ref: str, dataset: str, *, split: str = 
                     confidence: float = 0.95) -> dict[str, Any]:
     """Score the version `ref` points to; returns the metrics with a bootstrap interval."""
     if split not in SPLITS:
-        raise TemplateError(f"Unknown split {split!r}: use one of {', '.join(SPLITS)}.")
+        raise UserError(f"Unknown split {split!r}: use one of {', '.join(SPLITS)}.")
     registry = Registry(settings.tracking_uri)
     registry.check()
     version = registry.get(ref)
     template = registry.template_text(version)
     data = load_dataset(dataset, cache_dir=settings.home_dir / "hf_cache")
-    check_variables(template, data.card.input_fields, where=f"dataset {data.card.name!r} (its input fields)")
+    data.check_template(template)
     endpoint = Endpoint.from_settings(settings)
     check_endpoint(endpoint)
     generation = registry.generation(version)

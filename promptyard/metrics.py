@@ -164,8 +164,8 @@ class JsonValid(Metric):
 class CustomMetric(Metric):
     """A user function `(reply, gold) -> float`, named by dotted path `package.module:function`."""
 
-    function: Callable[[str, str], float] = lambda reply, gold: 0.0
-    path: str = ""
+    function: Callable[[str, str], float]
+    path: str
     labels: Sequence[str] = field(default_factory=list)
 
     @property
