@@ -312,8 +312,10 @@ def optimizers_list(as_json: bool) -> None:
 
 
 def _register_commands() -> None:
+    from promptyard.cli_ab import ab
     from promptyard.cli_prompts import demo, prompts
 
+    cli.add_command(ab)
     cli.add_command(prompts)
     cli.add_command(demo)
 

@@ -10,6 +10,14 @@
 - A last-known-good snapshot on disk: when the registry is unreachable `get` answers from it,
   even at cold start, and logs that it did. `fallback=` covers the very first start.
 - Prompts stay plain MLflow prompts: `mlflow.genai.load_prompt` reads the same versions.
+
+A/B tests (see `promptyard.experiments`): while an alias runs an experiment,
+
+    a = client.assign("support@production", unit_id=user_id)   # sticky version for this user
+    reply = call_llm(a.prompt.format(question=q))
+    client.record_outcome(a, 1 if thumbs_up else 0, latency_ms=..., cost=...)
+
+records one exposure per `assign` and one outcome per assignment in the event store.
 """
 
 from __future__ import annotations
@@ -26,11 +34,12 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from promptyard.errors import PromptNotFoundError, ServiceError
+from promptyard.errors import PromptNotFoundError, ServiceError, UserError
+from promptyard.experiments import Experiment, check_unit, choose_version, tag_key
 from promptyard.registry import PromptRef, Registry
 from promptyard.templates import render, variables
 
-__all__ = ["PromptClient", "ServedPrompt"]
+__all__ = ["PromptClient", "ServedPrompt", "Assignment"]
 
 log = logging.getLogger("promptyard.serving")
 
@@ -43,6 +52,7 @@ class ServedPrompt:
     model_config: dict[str, Any] = field(default_factory=dict)
     response_format: dict[str, Any] | None = None
     source: str = "registry"  # registry | snapshot | fallback
+    experiment: str | None = None  # the running A/B experiment on this alias, as stored in the registry
 
     @property
     def variables(self) -> list[str]:
@@ -50,6 +60,20 @@ class ServedPrompt:
 
     def format(self, **values: Any) -> str:
         return render(self.template, values)
+
+
+@dataclass(frozen=True)
+class Assignment:
+    """What `PromptClient.assign` served to one unit; pass it to `record_outcome`."""
+
+    id: str | None  # None when no experiment runs on the alias (outcomes are then not recorded)
+    experiment_id: str | None
+    unit_id: str
+    prompt: ServedPrompt
+
+    @property
+    def version(self) -> int:
+        return self.prompt.version
 
 
 @dataclass
@@ -64,7 +88,8 @@ class PromptClient:
     """Thread-safe cached reads of `name@alias` and `name/version` references."""
 
     def __init__(self, tracking_uri: str | None = None, *, ttl_seconds: float = 30.0,
-                 snapshot_dir: str | Path | None = None, probe_timeout: float = 1.0):
+                 snapshot_dir: str | Path | None = None, probe_timeout: float = 1.0,
+                 events_url: str | None = None):
         from promptyard.settings import get_settings
 
         settings = get_settings()
@@ -72,6 +97,9 @@ class PromptClient:
         self.ttl = ttl_seconds
         self.snapshot_dir = Path(snapshot_dir) if snapshot_dir else settings.home_dir / "snapshots"
         self.probe_timeout = probe_timeout
+        self.events_url = events_url or settings.events_url
+        self._events = None
+        self._experiments: dict[str, Experiment] = {}
         self._cache: dict[str, _Entry] = {}
         self._lock = threading.Lock()
         self._key_locks: dict[str, threading.Lock] = {}
@@ -88,8 +116,56 @@ class PromptClient:
             return entry.prompt
         return self._load_cold(ref, fallback)
 
+    def assign(self, ref: str, unit_id: str, *, fallback: str | None = None) -> Assignment:
+        """The version `ref` serves to this unit: sticky under a running experiment, and recorded."""
+        unit = check_unit(unit_id)
+        served = self.get(ref, fallback=fallback)
+        if not served.experiment:
+            return Assignment(None, None, unit, served)
+        experiment = self._experiments.get(served.experiment)
+        if experiment is None:
+            experiment = self._experiments.setdefault(served.experiment, Experiment.from_json(served.experiment))
+        version = self.events.version_of(experiment.id, unit) if experiment.epoch else None
+        if version not in experiment.weights:
+            version = choose_version(experiment, unit)
+        prompt = served
+        if version != served.version:
+            try:
+                prompt = self.get(f"{experiment.prompt}/{version}")
+            except Exception as exc:  # version unreadable and never cached: serve the control, honestly recorded
+                log.warning("cannot read %s/%s (%s); serving version %s", experiment.prompt, version, exc,
+                            served.version)
+        assignment_id = self.events.record_exposure(experiment.id, unit, experiment.prompt, prompt.version)
+        return Assignment(assignment_id, experiment.id, unit, prompt)
+
+    def record_outcome(self, assignment: Assignment | str, value: float, *, latency_ms: float | None = None,
+                       cost: float | None = None) -> bool:
+        """Store the outcome of an assignment (1/0 or a score); False when no experiment was running."""
+        if isinstance(assignment, Assignment):
+            if assignment.id is None:
+                return False
+            assignment_id = assignment.id
+        elif isinstance(assignment, str) and assignment:
+            assignment_id = assignment
+        else:
+            raise UserError(f"record_outcome needs the Assignment returned by assign() (or its id), got {assignment!r}.")
+        self.events.record_outcome(assignment_id, value, latency_ms=latency_ms, cost=cost)
+        return True
+
+    @property
+    def events(self):
+        if self._events is None:
+            from promptyard.events import EventStore
+
+            with self._lock:
+                if self._events is None:
+                    self._events = EventStore(self.events_url)
+        return self._events
+
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
+        if self._events is not None:
+            self._events.close()
 
     # -- loading ---------------------------------------------------------------------------------
     def _load_cold(self, ref: str, fallback: str | None) -> ServedPrompt:
@@ -132,10 +208,16 @@ class PromptClient:
 
     def _fetch(self, ref: str) -> ServedPrompt:
         self._probe()
-        version = self.registry.get(PromptRef.parse(ref))
+        parsed = PromptRef.parse(ref)
+        version = self.registry.get(parsed)
+        experiment = None
+        if parsed.alias:
+            tags = self.registry.client.get_prompt(parsed.name).tags or {}
+            experiment = tags.get(tag_key(parsed.alias))
         prompt = ServedPrompt(
             name=version.name, version=int(version.version), template=self.registry.template_text(version),
             model_config=dict(version.model_config or {}), response_format=version.response_format,
+            experiment=experiment,
         )
         self._write_snapshot(ref, prompt)
         return prompt
