@@ -21,11 +21,18 @@ from promptyard.lm import Endpoint, GenerationConfig, check_endpoint, make_lm  #
 from promptyard.metrics import Metric, get_metric  # noqa: E402
 from promptyard.registry import PromptRef, Registry  # noqa: E402
 from promptyard.scoring import ScoreResult, score_template  # noqa: E402
-from promptyard.serving import PromptClient, ServedPrompt  # noqa: E402
+from promptyard.events import EventStore  # noqa: E402
+from promptyard.experiments import Experiment, Experiments  # noqa: E402
+from promptyard.sequential import sequential_comparison  # noqa: E402
+from promptyard.serving import Assignment, PromptClient, ServedPrompt  # noqa: E402
 from promptyard.stats import PairedComparison, paired_bootstrap  # noqa: E402
 from promptyard.templates import Template, render, variables  # noqa: E402
 
 __all__ = [
+    "Assignment",
+    "EventStore",
+    "Experiment",
+    "Experiments",
     "DatasetCard",
     "DatasetError",
     "Endpoint",
@@ -59,5 +66,6 @@ __all__ = [
     "paired_bootstrap",
     "render",
     "score_template",
+    "sequential_comparison",
     "variables",
 ]

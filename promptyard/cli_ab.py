@@ -22,7 +22,8 @@ def _experiments():
 
 def _parse_split(pairs: tuple[str, ...]) -> dict[int, float]:
     weights: dict[int, float] = {}
-    for version, weight in parse_pairs(pairs, "--split").items():
+    for pair in pairs:
+        version, _, weight = pair.partition("=")
         try:
             number, share = int(version), float(weight.rstrip("%")) / (100 if weight.endswith("%") else 1)
         except ValueError:
