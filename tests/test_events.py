@@ -3,14 +3,37 @@
 import multiprocessing
 
 import pytest
+from postgres_server import binaries, postgres_server
 
 from promptyard.errors import UserError
 from promptyard.events import EventStore, UnknownAssignmentError
 
 
+@pytest.fixture(scope="module")
+def postgres():
+    if binaries() is None:
+        pytest.skip("PostgreSQL is not installed on this machine")
+    with postgres_server() as url:
+        yield url
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def url(request, tmp_path):
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'events.db'}"
+    import sqlalchemy as sa
+
+    url = request.getfixturevalue("postgres")
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:  # a clean schema for each test
+        conn.exec_driver_sql("DROP TABLE IF EXISTS promptyard_ab_outcomes, promptyard_ab_exposures")
+    engine.dispose()
+    return url
+
+
 @pytest.fixture
-def store(tmp_path):
-    s = EventStore(f"sqlite:///{tmp_path / 'events.db'}")
+def store(url):
+    s = EventStore(url)
     yield s
     s.close()
 
@@ -54,8 +77,7 @@ def _writer(url: str, worker: int, count: int) -> None:
     store.close()
 
 
-def test_no_event_lost_under_concurrent_writer_processes(tmp_path):
-    url = f"sqlite:///{tmp_path / 'shared.db'}"
+def test_no_event_lost_under_concurrent_writer_processes(url):
     EventStore(url).close()
     workers, count = 4, 150
     ctx = multiprocessing.get_context("spawn")

@@ -57,3 +57,7 @@ def test_deploy_registers_the_nightly_deployment(prefect_api):
     assert deployment.work_pool_name == "promptyard-local"
     assert [s.schedule.cron for s in deployment.schedules] == ["0 3 * * *"]
     assert deployment.parameters["prompt"] == "intent@production"
+    with get_client(sync_client=True) as client:
+        ab = client.read_deployment_by_name("ab-analysis/hourly-ab-intent")
+    assert ab.entrypoint == "flows/ab_analysis.py:analyze_experiment"
+    assert [s.schedule.cron for s in ab.schedules] == ["15 * * * *"]
