@@ -88,6 +88,18 @@ def main() -> None:
         thread.join()
         restarted = PromptClient(uri, snapshot_dir=home / "snap")  # cold start after recovery
         restarted.get(ref)
+
+        # A/B: assignment (hash + exposure row) and outcome writes on the default SQLite store
+        from promptyard.experiments import Experiments
+
+        registry.register("support", "Be brief.\n\nQ: {{question}}")
+        Experiments(registry).start(ref, {int(version.version): 0.5, int(version.version) + 1: 0.5})
+        ab = PromptClient(uri, ttl_seconds=30, snapshot_dir=home / "snap", events_url=f"sqlite:///{home / 'ab.db'}")
+        units = iter(range(10**9))
+        assignments = []
+        assign = per_call(lambda: assignments.append(ab.assign(ref, f"user-{next(units)}")), 2_000)
+        outcomes = iter(assignments)
+        record = per_call(lambda: ab.record_outcome(next(outcomes), 1.0, latency_ms=100.0), 2_000)
     finally:
         stack.down(settings, ("mlflow",))
 
@@ -98,6 +110,8 @@ def main() -> None:
           f"{cold_mlflow / cold_ours:>9.2f}x")
     print(f"{'failed reads, server stopped':<34}{stats['failed']:>14}{'-':>14}  "
           f"({stats['reads']} reads, {outage:.1f} s outage)")
+    print(f"{'A/B assign (hash + exposure write)':<34}{assign * 1e3:>11.2f} ms{'-':>14}")
+    print(f"{'A/B record_outcome':<34}{record * 1e3:>11.2f} ms{'-':>14}")
     print("\ngoals: hot >= 50x faster than mlflow's cached load_prompt; 0 failed reads during the outage")
 
 
