@@ -16,8 +16,10 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from promptyard.analysis import Analysis, analyze, plot_over_time
+from promptyard.errors import PermissionDeniedError
 from promptyard.events import EventStore, Observation
 from promptyard.experiments import Experiment, Experiments
+from promptyard.governance import evidence_tags
 from promptyard.registry import Registry
 from promptyard.settings import get_settings
 from promptyard.tracking import Tracker
@@ -56,12 +58,18 @@ def log_analysis(tracking_uri: str, mlflow_experiment: str, experiment: Experime
     for version, results in analysis.comparisons.items():
         for metric, result in results.items():
             metrics[f"v{version}_vs_control_{metric}_p_value"] = result["p_value"]
+    evidence = {}
+    if analysis.decision == "promote":  # an online decision is promotion evidence for the winner
+        quality = analysis.comparisons[analysis.winner]["value"]
+        evidence = evidence_tags(experiment.prompt, experiment.control, analysis.winner, f"online:{experiment.id}",
+                                 "online")
+        metrics |= {"evidence_diff": quality["diff"], "evidence_diff_low": quality["low"]}
     tracker.log(run_id, metrics=metrics, params={
         "prompt": experiment.ref, "experiment_id": experiment.id, "control": experiment.control,
         "weights": json.dumps({str(k): v for k, v in experiment.weights.items()}), "alpha": experiment.alpha,
         "min_samples": experiment.min_samples, "guardrails": json.dumps(experiment.guardrails),
         "thompson": experiment.thompson, "epoch": experiment.epoch,
-    }, tags={"promptyard.ab.reason": analysis.reason})
+    }, tags={"promptyard.ab.reason": analysis.reason, **evidence})
     tracker.log_text(run_id, json.dumps(analysis.as_dict(), indent=2, default=float), "analysis.json")
     with tempfile.TemporaryDirectory() as tmp:
         png = plot_over_time(experiment, observations, Path(tmp) / "metric_over_time.png")
@@ -74,8 +82,13 @@ def log_analysis(tracking_uri: str, mlflow_experiment: str, experiment: Experime
 def apply_decision(tracking_uri: str, experiment: Experiment, analysis: Analysis, run_id: str) -> dict[str, Any]:
     experiments = Experiments(Registry(tracking_uri))
     if analysis.decided:
-        return experiments.stop(experiment.ref, decision=analysis.decision, winner=analysis.winner,
-                                reason=analysis.reason, analysis_run_id=run_id)
+        try:
+            return experiments.stop(experiment.ref, decision=analysis.decision, winner=analysis.winner,
+                                    reason=analysis.reason, analysis_run_id=run_id)
+        except PermissionDeniedError as refused:  # the alias is protected and a check failed: keep the control
+            return experiments.stop(experiment.ref, decision="promotion-refused", reason=(
+                f"{analysis.reason}; promotion of v{analysis.winner} refused: {refused} Evidence: run {run_id}."),
+                analysis_run_id=run_id)
     if analysis.new_weights:
         updated = experiment.with_weights(analysis.new_weights)
         experiments.update(updated)

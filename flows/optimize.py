@@ -13,6 +13,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from optimizers import Candidate, OptimizationTask, Optimizer, get_optimizer
 from promptyard.data import LoadedDataset, load_dataset
 from promptyard.errors import UserError
+from promptyard.governance import Governance, evidence_tags
 from promptyard.lm import Endpoint, GenerationConfig, check_endpoint, make_lm
 from promptyard.progress import scoring_progress
 from promptyard.registry import Registry
@@ -110,16 +111,17 @@ def evaluate_candidate(index: int, candidate: Candidate, rows: list[dict], data:
 
 
 @task(cache_policy=NO_CACHE, **RETRY)
-def register_version(registry: Registry, seed: Seed, candidate: Candidate, tags: dict, message: str) -> tuple[int, bool]:
+def register_version(governance: Governance, seed: Seed, candidate: Candidate, tags: dict,
+                     message: str) -> tuple[int, bool]:
     """Register the candidate (or find the identical version already there) and move `candidate`."""
-    existing = registry.find_version(seed.name, candidate.template, candidate.generation)
+    existing = governance.registry.find_version(seed.name, candidate.template, candidate.generation)
     if existing is None:
-        existing = registry.register(seed.name, candidate.template, commit_message=message, tags=tags,
-                                     generation=candidate.generation)
+        existing = governance.register(seed.name, candidate.template, commit_message=message, tags=tags,
+                                       generation=candidate.generation)
         created = True
     else:
         created = False
-    registry.set_alias(seed.name, CANDIDATE_ALIAS, int(existing.version))
+    governance.set_alias(seed.name, CANDIDATE_ALIAS, int(existing.version), reason=message)
     return int(existing.version), created
 
 
@@ -161,6 +163,8 @@ def optimize_prompt(
     select([], policy=selection, weights=selection_weights)  # an unknown policy fails before any work
 
     seed_prompt = load_prompt_version(registry, prompt)
+    governance = Governance.from_settings(registry, settings=settings)
+    governance.require("editor", seed_prompt.name, "register optimized versions")
     data = load_data(dataset, str(settings.home_dir / "hf_cache"))
     data.check_template(seed_prompt.template.text)
     check_endpoint(endpoint)
@@ -260,8 +264,11 @@ def optimize_prompt(
                 }
                 message = (f"{optimizer} on {data.card.name}: test {comparison.baseline:.3f} -> "
                            f"{comparison.candidate:.3f} ({ci})")
-                new_version, created = register_version(registry, seed_prompt, best, tags, message)
+                new_version, created = register_version(governance, seed_prompt, best, tags, message)
                 summary["registered_version"] = new_version
+                tracker.log(parent_id, tags=evidence_tags(seed_prompt.name, seed_prompt.version, new_version,
+                                                          data.card.name, "test"),
+                            metrics={"evidence_diff": comparison.diff, "evidence_diff_low": comparison.low})
                 verb = "registered" if created else "found the same template already registered as"
                 summary["decision"] = (f"{verb} {seed_prompt.name} version {new_version} and moved alias "
                                        f"'{CANDIDATE_ALIAS}' to it: test {comparison.baseline:.3f} -> "

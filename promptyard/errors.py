@@ -66,3 +66,11 @@ class TrackingUnavailableError(ServiceError):
 
 class OrchestratorUnavailableError(ServiceError):
     """The Prefect API does not answer."""
+
+
+class PolicyError(UserError):
+    """A policy file that does not parse or names unknown roles."""
+
+
+class PermissionDeniedError(UserError):
+    """The user lacks the role the action needs, or a promotion check failed."""

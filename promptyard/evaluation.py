@@ -11,6 +11,7 @@ from typing import Any
 
 from promptyard.data import LoadedDataset, load_dataset
 from promptyard.errors import UserError
+from promptyard.governance import evidence_tags
 from promptyard.lm import Endpoint, check_endpoint, make_lm
 from promptyard.progress import scoring_progress
 from promptyard.registry import Registry
@@ -112,9 +113,14 @@ def compare_prompts(settings: Settings, ref_a: str, ref_b: str, dataset: str, *,
                "a_mean_latency_s": result_a.mean_latency_s, "b_mean_latency_s": result_b.mean_latency_s}
     if test:
         metrics |= {"mcnemar_p_value": test.p_value, "fixed": test.fixed, "broken": test.broken}
+    tags = {"promptyard.ab.verdict": verdict}
+    if version_a.name == version_b.name:  # a paired test-split comparison is promotion evidence
+        tags |= evidence_tags(version_a.name, int(version_a.version), int(version_b.version), scorer.data.card.name,
+                              split)
+        metrics |= {"evidence_diff": comparison.diff, "evidence_diff_low": comparison.low}
     tracker.log(run_id, params={"a": label_a, "b": label_b, "split": split, "metric": scorer.data.card.metric,
                                 "confidence": confidence, **scorer.endpoint.describe()},
-                metrics=metrics, tags={"promptyard.ab.verdict": verdict})
+                metrics=metrics, tags=tags)
     tracker.client.log_table(run_id, result_a.table(), f"predictions/a_{split}.json")
     tracker.client.log_table(run_id, result_b.table(), f"predictions/b_{split}.json")
     tracker.finish(run_id)

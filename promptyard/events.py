@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
 from promptyard.errors import UserError
+from promptyard.sqlstore import engine_for
 
 __all__ = ["EventStore", "Observation", "UnknownAssignmentError"]
 
@@ -57,37 +58,12 @@ class Observation:
     at: float
 
 
-def _engine(url: str) -> sa.Engine:
-    if not url.startswith("sqlite"):
-        return sa.create_engine(url, pool_pre_ping=True)
-    engine = sa.create_engine(url, connect_args={"timeout": 60, "check_same_thread": False})
-
-    @sa.event.listens_for(engine, "connect")
-    def _connect(dbapi_connection, _record):  # let SQLAlchemy's BEGIN below decide the lock
-        dbapi_connection.isolation_level = None
-        cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute("PRAGMA busy_timeout=60000")
-        cursor.close()
-
-    @sa.event.listens_for(engine, "begin")
-    def _begin(connection):  # take the write lock up front: no lock upgrade that could fail
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
-
-    return engine
-
-
 class EventStore:
     """Record and read A/B exposures and outcomes."""
 
     def __init__(self, url: str):
-        if url.startswith("sqlite:///"):
-            from pathlib import Path
-
-            Path(url.removeprefix("sqlite:///")).expanduser().parent.mkdir(parents=True, exist_ok=True)
         self.url = url
-        self.engine = _engine(url)
+        self.engine = engine_for(url)
         _metadata.create_all(self.engine, checkfirst=True)
 
     def record_exposure(self, experiment_id: str, unit_id: str, prompt: str, version: int) -> str:

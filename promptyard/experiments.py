@@ -108,10 +108,19 @@ def check_unit(unit_id: object) -> str:
 
 
 class Experiments:
-    """Start, read and stop experiments stored as prompt tags in the registry."""
+    """Start, read and stop experiments stored as prompt tags in the registry.
 
-    def __init__(self, registry: Registry):
+    Governed: starting needs the editor role (approver on a protected alias, where starting also
+    approves the treatments on behalf of the starter, unless they wrote them); every version in
+    the split must keep the prompt contract; a winner takes a protected alias only through the
+    promotion checks, with the analysis run as evidence.
+    """
+
+    def __init__(self, registry: Registry, governance=None):
+        from promptyard.governance import Governance
+
         self.registry = registry
+        self.governance = governance or Governance.from_settings(registry)
 
     def _alias_ref(self, ref: str) -> PromptRef:
         parsed = PromptRef.parse(ref)
@@ -165,12 +174,26 @@ class Experiments:
         if running is not None:
             raise ExperimentError(f"{ref} already runs experiment {running.id} "
                                   f"({_split_text(running.weights)}): stop it first with `promptyard ab stop {ref}`.")
+        protected = self.governance.policy.is_protected(parsed.alias)
+        self.governance.require("approver" if protected else "editor", parsed.name, f"start an experiment on {ref}")
+        broken = [c for c in (self.governance.check_contract(parsed.name, v) for v in sorted(weights)) if not c.ok]
+        if broken:
+            raise ExperimentError(f"Every version in the split must keep the prompt contract (apps format them all): "
+                                  f"{'; '.join(c.detail for c in broken)}.")
         experiment = Experiment(
             id=f"{parsed.name}@{parsed.alias}#{uuid.uuid4().hex[:8]}", prompt=parsed.name, alias=parsed.alias,
             control=control, weights=dict(sorted(weights.items())), started_at=time.time(), alpha=alpha,
             min_samples=min_samples, max_outcomes=max_outcomes, guardrails=guardrails, thompson=thompson,
         )
         self.registry.client.set_prompt_tag(parsed.name, tag_key(parsed.alias), experiment.to_json())
+        self.governance.audit.append(self.governance.user, "experiment", prompt=parsed.name, alias=parsed.alias,
+                                     after=json.loads(experiment.to_json()), reason="start")
+        if protected:
+            for version in experiment.treatments:
+                author = (self.registry.get(f"{parsed.name}/{version}").tags or {}).get("promptyard.author")
+                if author != self.governance.user:
+                    self.governance.approve(parsed.name, version, alias=parsed.alias,
+                                            reason=f"promote if it wins experiment {experiment.id}")
         return experiment
 
     def update(self, experiment: Experiment) -> None:
@@ -178,6 +201,9 @@ class Experiments:
         if current is None or current.id != experiment.id:
             raise ExperimentError(f"Experiment {experiment.id} no longer runs on {experiment.ref}.")
         self.registry.client.set_prompt_tag(experiment.prompt, tag_key(experiment.alias), experiment.to_json())
+        self.governance.audit.append(self.governance.user, "experiment", prompt=experiment.prompt,
+                                     alias=experiment.alias, before=current.weights, after=experiment.weights,
+                                     reason=f"reallocate (epoch {experiment.epoch})")
 
     def stop(self, ref: str, *, decision: str = "stopped", winner: int | None = None, reason: str = "",
              analysis_run_id: str | None = None) -> dict:
@@ -189,15 +215,24 @@ class Experiments:
             raise ExperimentError(f"Version {winner} is not in experiment {experiment.id} "
                                   f"({_split_text(experiment.weights)}).")
         final = winner if winner is not None else experiment.control
+        if final != experiment.control:  # protected aliases only through the promotion checks
+            if self.governance.policy.is_protected(experiment.alias):
+                self.governance.promote(experiment.prompt, final, alias=experiment.alias,
+                                        evidence_run_id=analysis_run_id, reason=f"{experiment.id}: {reason}")
+            else:
+                self.governance.set_alias(experiment.prompt, experiment.alias, final, reason=f"{experiment.id}: {reason}")
+        else:
+            self.governance.require("editor", experiment.prompt, f"stop the experiment on {ref}")
         result = {"experiment": experiment.id, "decision": decision, "alias": experiment.alias,
                   "version": final, "previous": experiment.control, "reason": reason,
                   "analysis_run_id": analysis_run_id, "stopped_at": time.time(),
                   "weights": {str(k): v for k, v in experiment.weights.items()}}
-        if final != experiment.control:
-            self.registry.set_alias(experiment.prompt, experiment.alias, final)
         self.registry.client.set_prompt_tag(experiment.prompt, tag_key(experiment.alias) + RESULT_SUFFIX,
                                             json.dumps(result, sort_keys=True))
         self.registry.client.delete_prompt_tag(experiment.prompt, tag_key(experiment.alias))
+        self.governance.audit.append(self.governance.user, "experiment", prompt=experiment.prompt,
+                                     alias=experiment.alias, version=final, before=experiment.control, after=final,
+                                     reason=f"stop: {decision} {reason}".strip(), evidence_run_id=analysis_run_id)
         return result
 
 

@@ -72,6 +72,9 @@ class Settings(BaseSettings):
         "'standard' DSPy adapters for capable ones, 'auto' = plain for the bundled model.",
     )
     experiment: str = Field("promptyard", description="MLflow experiment for optimization runs.")
+    audit_url: str | None = Field(
+        None, description="SQLAlchemy URL of the audit log. Default: SQLite in the state directory."
+    )
     ab_store_url: str | None = Field(
         None, description="SQLAlchemy URL of the A/B event store, e.g. postgresql+psycopg://host/db. "
         "Default: SQLite in the state directory.",
@@ -101,6 +104,10 @@ class Settings(BaseSettings):
     @property
     def tracking_uri(self) -> str:
         return self.mlflow_tracking_uri or f"http://127.0.0.1:{self.mlflow_port}"
+
+    @property
+    def audit_store_url(self) -> str:
+        return self.audit_url or f"sqlite:///{self.home_dir / 'audit.db'}"
 
     @property
     def events_url(self) -> str:

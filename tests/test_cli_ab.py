@@ -69,6 +69,8 @@ def test_start_status_stop(support):
     assert "waiting for data" in status
     assert "--guardrail takes METRIC=SHARE" in invoke("start", "support@staging", "--split", "1=1",
                                                        "--guardrail", "cost=lots", code=1).output
-    stopped = invoke("stop", "support@production", "--promote", "2").stdout
-    assert stopped.startswith(f"stopped {started['experiment']}; support@production → v2")
-    assert int(support.get("support@production").version) == 2
+    refused = invoke("stop", "support@production", "--promote", "2", code=1).output
+    assert "cannot take support@production; failed: evidence" in refused
+    stopped = invoke("stop", "support@production").stdout
+    assert stopped.startswith(f"stopped {started['experiment']}; support@production → v1")
+    assert int(support.get("support@production").version) == 1

@@ -3,6 +3,7 @@
 import mlflow
 import pytest
 
+from promptyard.errors import PermissionDeniedError
 from promptyard.experiments import ExperimentError, Experiments, bucket, tag_key
 from promptyard.serving import PromptClient
 
@@ -120,11 +121,21 @@ def test_stop_keeps_or_moves_the_alias_and_leaves_a_record(experiments, support)
     experiment = experiments.start("support@production", {1: 0.5, 2: 0.5})
     with pytest.raises(ExperimentError, match="Version 3 is not in experiment"):
         experiments.stop("support@production", winner=3)
+    with pytest.raises(PermissionDeniedError, match="failed: evidence"):  # production is earned, even by hand
+        experiments.stop("support@production", winner=2)
     assert experiments.get("support@production") == experiment
-    result = experiments.stop("support@production", decision="promote", winner=2, reason="won")
-    assert result["version"] == 2 and int(support.get("support@production").version) == 2
-    assert experiments.get("support@production") is None
-    assert experiments.last_result("support@production")["decision"] == "promote"
-    assert tag_key("production") not in (support.client.get_prompt("support").tags or {})
-    with pytest.raises(ExperimentError, match="No experiment runs on support@production"):
-        experiments.stop("support@production")
+    assert int(support.get("support@production").version) == 1
+    assert experiments.stop("support@production")["version"] == 1
+
+    support.set_alias("support", "staging", 1)
+    experiments.start("support@staging", {1: 0.5, 2: 0.5})
+    result = experiments.stop("support@staging", decision="promote", winner=2, reason="won")
+    assert result["version"] == 2 and int(support.get("support@staging").version) == 2
+    assert experiments.get("support@staging") is None
+    assert experiments.last_result("support@staging")["decision"] == "promote"
+    assert tag_key("staging") not in (support.client.get_prompt("support").tags or {})
+    with pytest.raises(ExperimentError, match="No experiment runs on support@staging"):
+        experiments.stop("support@staging")
+    actions = [(e.action, e.alias, e.reason) for e in experiments.governance.audit.entries("support")]
+    assert ("experiment", "staging", "start") in actions and ("alias", "staging", "support@staging#"
+                                                               + result["experiment"].split("#")[1] + ": won") in actions

@@ -1,0 +1,186 @@
+"""Who may do what to which prompts: roles per namespace, read from a versioned YAML file.
+
+    # promptyard-policy.yaml
+    protected_aliases: [production]
+    roles:                      # name prefix -> role -> users ("*" = everyone)
+      "":        {viewer: ["*"], admin: [carol]}
+      "support/": {editor: [alice], approver: [bob]}
+    promotion:                  # what moving a protected alias needs, by name prefix
+      "":        {approvals: 1, max_evidence_age_days: 30, margin: 0.01}
+      "support/": {dataset: intent_recognition}
+
+Roles are ordered: viewer < editor < approver < admin; a user's role on a prompt is the highest
+role any matching prefix gives them. The file is looked up at PROMPTYARD_POLICY_FILE, then
+`<home>/policy.yaml`, then `./promptyard-policy.yaml`; without one, the built-in policy lets
+every user edit, approve and administer, and still requires evidence and an approval by a
+second person to move `production`.
+"""
+
+from __future__ import annotations
+
+import getpass
+import hashlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from promptyard.errors import PermissionDeniedError, PolicyError
+
+__all__ = ["ROLES", "Policy", "PromotionRule", "current_user", "load_policy", "find_policy_file"]
+
+ROLES = ("viewer", "editor", "approver", "admin")
+_RULE_KEYS = {"approvals", "dataset", "max_evidence_age_days", "margin", "accept_online"}
+_TOP_KEYS = {"protected_aliases", "roles", "promotion", "version"}
+
+DEFAULT_POLICY = """\
+protected_aliases: [production]
+roles:
+  "": {admin: ["*"]}
+promotion:
+  "": {approvals: 1, max_evidence_age_days: 30, margin: 0.01, accept_online: true}
+"""
+
+
+@dataclass(frozen=True)
+class PromotionRule:
+    approvals: int = 1
+    dataset: str | None = None
+    max_evidence_age_days: float = 30.0
+    margin: float = 0.01  # "not worse": the interval's lower bound of (new − current) ≥ −margin
+    accept_online: bool = True  # an online A/B decision counts as evidence
+
+
+@dataclass(frozen=True)
+class Policy:
+    protected_aliases: frozenset[str]
+    roles: dict[str, dict[str, frozenset[str]]]  # prefix -> role -> users
+    promotion: dict[str, dict[str, Any]] = field(default_factory=dict)
+    source: str = "built-in default"
+    digest: str = ""
+
+    def role_of(self, user: str, prompt: str) -> str | None:
+        best = -1
+        for prefix, roles in self.roles.items():
+            if prompt.startswith(prefix):
+                for role, users in roles.items():
+                    if user in users or "*" in users:
+                        best = max(best, ROLES.index(role))
+        return ROLES[best] if best >= 0 else None
+
+    def known_users(self) -> set[str]:
+        return {u for roles in self.roles.values() for users in roles.values() for u in users if u != "*"}
+
+    def require(self, user: str, role: str, prompt: str, action: str) -> None:
+        if role not in ROLES:
+            raise PolicyError(f"Unknown role {role!r}: roles are {', '.join(ROLES)}.")
+        have = self.role_of(user, prompt)
+        if have is None:
+            known = ", ".join(sorted(self.known_users())) or "none named"
+            raise PermissionDeniedError(
+                f"Unknown user {user!r}: the policy ({self.source}) gives them no role on {prompt!r} "
+                f"(users in the policy: {known}). Ask an admin to add them, or set PROMPTYARD_USER."
+            )
+        if ROLES.index(have) < ROLES.index(role):
+            raise PermissionDeniedError(
+                f"{user} is {have} on {prompt!r} and cannot {action}: that needs the {role} role "
+                f"(policy: {self.source})."
+            )
+
+    def rule_for(self, prompt: str) -> PromotionRule:
+        merged: dict[str, Any] = {}
+        for prefix in sorted(self.promotion, key=len):  # longer prefixes override shorter ones
+            if prompt.startswith(prefix):
+                merged.update(self.promotion[prefix])
+        return PromotionRule(**merged)
+
+    def is_protected(self, alias: str) -> bool:
+        return alias in self.protected_aliases
+
+
+def current_user() -> str:
+    """The acting user: PROMPTYARD_USER, else the MLflow user of a team server, else the OS user."""
+    return os.environ.get("PROMPTYARD_USER") or os.environ.get("MLFLOW_TRACKING_USERNAME") or getpass.getuser()
+
+
+def find_policy_file(home: Path) -> Path | None:
+    configured = os.environ.get("PROMPTYARD_POLICY_FILE")
+    if configured:
+        path = Path(configured).expanduser()
+        if not path.is_file():
+            raise PolicyError(f"PROMPTYARD_POLICY_FILE={configured} does not exist: point it to a policy YAML file.")
+        return path
+    for path in (home / "policy.yaml", Path("promptyard-policy.yaml")):
+        if path.is_file():
+            return path
+    return None
+
+
+def _line(node: yaml.Node) -> int:
+    return node.start_mark.line + 1
+
+
+def parse_policy(text: str, source: str) -> Policy:
+    """Parse and validate a policy; every error names the line."""
+    try:
+        root = yaml.compose(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise PolicyError(f"Policy {source}{where} does not parse: {getattr(exc, 'problem', exc)}.") from None
+    if root is None or not isinstance(root, yaml.MappingNode):
+        raise PolicyError(f"Policy {source}: expected a mapping with protected_aliases, roles, promotion.")
+    data: dict[str, Any] = {}
+    for key_node, value_node in root.value:
+        if key_node.value not in _TOP_KEYS:
+            raise PolicyError(f"Policy {source} line {_line(key_node)}: unknown key {key_node.value!r} "
+                              f"(known: {', '.join(sorted(_TOP_KEYS))}).")
+        data[key_node.value] = value_node
+    aliases = yaml.safe_load(yaml.serialize(data["protected_aliases"])) if "protected_aliases" in data else ["production"]
+    if not isinstance(aliases, list) or not all(isinstance(a, str) for a in aliases):
+        raise PolicyError(f"Policy {source} line {_line(data['protected_aliases'])}: protected_aliases must be a "
+                          "list of alias names, e.g. [production].")
+    roles: dict[str, dict[str, frozenset[str]]] = {}
+    for prefix_node, role_map in _mapping(data.get("roles"), source, "roles"):
+        roles[str(prefix_node.value or "")] = {}
+        for role_node, users_node in _mapping(role_map, source, f"roles[{prefix_node.value!r}]"):
+            if role_node.value not in ROLES:
+                raise PolicyError(f"Policy {source} line {_line(role_node)}: unknown role {role_node.value!r} "
+                                  f"(roles: {', '.join(ROLES)}).")
+            users = yaml.safe_load(yaml.serialize(users_node))
+            if not isinstance(users, list) or not all(isinstance(u, str) and u for u in users):
+                raise PolicyError(f"Policy {source} line {_line(users_node)}: users of role {role_node.value!r} "
+                                  "must be a list of user names, e.g. [alice, bob] or [\"*\"].")
+            roles[str(prefix_node.value or "")][role_node.value] = frozenset(users)
+    promotion: dict[str, dict[str, Any]] = {}
+    for prefix_node, rule_node in _mapping(data.get("promotion"), source, "promotion"):
+        rule = yaml.safe_load(yaml.serialize(rule_node)) or {}
+        unknown = set(rule) - _RULE_KEYS if isinstance(rule, dict) else {"(not a mapping)"}
+        if unknown:
+            raise PolicyError(f"Policy {source} line {_line(rule_node)}: unknown promotion setting(s) "
+                              f"{', '.join(sorted(unknown))} (known: {', '.join(sorted(_RULE_KEYS))}).")
+        try:
+            PromotionRule(**rule)
+        except TypeError as exc:
+            raise PolicyError(f"Policy {source} line {_line(rule_node)}: {exc}.") from None
+        if int(rule.get("approvals", 1)) < 0 or float(rule.get("margin", 0)) < 0:
+            raise PolicyError(f"Policy {source} line {_line(rule_node)}: approvals and margin must be ≥ 0.")
+        promotion[str(prefix_node.value or "")] = rule
+    return Policy(frozenset(aliases), roles, promotion, source, hashlib.sha256(text.encode()).hexdigest())
+
+
+def _mapping(node, source: str, what: str):
+    if node is None:
+        return []
+    if not isinstance(node, yaml.MappingNode):
+        raise PolicyError(f"Policy {source} line {_line(node)}: {what} must be a mapping.")
+    return node.value
+
+
+def load_policy(home: Path) -> Policy:
+    path = find_policy_file(home)
+    if path is None:
+        return parse_policy(DEFAULT_POLICY, "built-in default")
+    return parse_policy(path.read_text(), str(path))
