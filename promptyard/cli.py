@@ -313,9 +313,12 @@ def optimizers_list(as_json: bool) -> None:
 
 def _register_commands() -> None:
     from promptyard.cli_ab import ab
+    from promptyard.cli_governance import audit, policy
     from promptyard.cli_prompts import demo, prompts
 
     cli.add_command(ab)
+    cli.add_command(audit)
+    cli.add_command(policy)
     cli.add_command(prompts)
     cli.add_command(demo)
 

@@ -28,6 +28,12 @@ def _registry():
     return registry
 
 
+def _governance():
+    from promptyard.governance import Governance
+
+    return Governance.from_settings(_registry())
+
+
 def _describe(version) -> dict:
     return {
         "name": version.name,
@@ -51,7 +57,7 @@ def _emit(data, as_json: bool, text: str) -> None:
 
 @click.group()
 def prompts() -> None:
-    """Prompt templates in MLflow's prompt registry: register, list, show, versions, alias."""
+    """Prompt templates in MLflow's prompt registry: register, versions, aliases, promotion, files."""
 
 
 @prompts.command()
@@ -81,11 +87,15 @@ def register(name, template, path, message, tags, dataset, aliases, as_json) -> 
         from promptyard.data import load_card
 
         fields = load_card(dataset).input_fields
-    registry = _registry()
-    version = registry.register(name, text, commit_message=message, tags=tag_map, available_fields=fields)
+    governance = _governance()
+    for alias in aliases:  # refuse before anything is written
+        if governance.policy.is_protected(alias) and governance.alias_version(name, alias) is not None:
+            raise UserError(f"{name}@{alias} is protected and exists: register without --alias {alias}, then "
+                            f"`promptyard prompts promote {name} VERSION --to {alias}`.")
+    version = governance.register(name, text, commit_message=message, tags=tag_map, available_fields=fields)
     for alias in aliases:
-        registry.set_alias(name, alias, int(version.version))
-    version = registry.get(f"{name}/{version.version}")
+        governance.set_alias(name, alias, int(version.version), reason=message or None)
+    version = governance.registry.get(f"{name}/{version.version}")
     _emit(_describe(version), as_json, f"registered {name} version {version.version}"
           + (f" (aliases: {', '.join(aliases)})" if aliases else ""))
 
@@ -144,14 +154,15 @@ def versions(name: str, as_json: bool) -> None:
 @click.argument("name")
 @click.argument("alias")
 @click.argument("version", type=int)
-def alias(name: str, alias: str, version: int) -> None:
-    """Point ALIAS of prompt NAME at VERSION.
+@click.option("--reason", help="Why (recorded in the audit log).")
+def alias(name: str, alias: str, version: int, reason: str | None) -> None:
+    """Point ALIAS of prompt NAME at VERSION (protected aliases: use `prompts promote`).
 
     \b
     Example:
-      promptyard prompts alias intent production 2
+      promptyard prompts alias intent staging 2
     """
-    _registry().set_alias(name, alias, version)
+    _governance().set_alias(name, alias, version, reason=reason)
     click.echo(f"{name}@{alias} -> version {version}")
 
 
@@ -167,13 +178,13 @@ def demo(as_json: bool) -> None:
     from promptyard.cli import emit, print_summary, run_optimization
     from promptyard.errors import PromptNotFoundError
 
-    registry = _registry()
+    governance = _governance()
     try:
-        registry.get(f"{DEMO_PROMPT}@production")
+        governance.registry.get(f"{DEMO_PROMPT}@production")
     except PromptNotFoundError:
-        version = registry.register(DEMO_PROMPT, DEMO_TEMPLATE, commit_message="seed prompt",
-                                    available_fields=["text"])
-        registry.set_alias(DEMO_PROMPT, "production", int(version.version))
+        version = governance.register(DEMO_PROMPT, DEMO_TEMPLATE, commit_message="seed prompt",
+                                      available_fields=["text"])
+        governance.set_alias(DEMO_PROMPT, "production", int(version.version), reason="seed prompt")
         if not as_json:
             click.echo(f"registered seed prompt {DEMO_PROMPT} version {version.version} as {DEMO_PROMPT}@production")
     summary = run_optimization({"prompt": f"{DEMO_PROMPT}@production", "dataset": DEMO_DATASET, "max_candidates": 3})
