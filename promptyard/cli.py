@@ -314,6 +314,7 @@ def optimizers_list(as_json: bool) -> None:
 def _register_commands() -> None:
     from promptyard.cli_ab import ab
     from promptyard.cli_governance import audit, policy
+    from promptyard.cli_library import search  # noqa: F401  (adds the library commands to `prompts`)
     from promptyard.cli_prompts import demo, prompts
 
     cli.add_command(ab)

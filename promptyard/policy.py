@@ -4,11 +4,13 @@
     protected_aliases: [production]
     roles:                      # name prefix -> role -> users ("*" = everyone)
       "":        {viewer: ["*"], admin: [carol]}
-      "support/": {editor: [alice], approver: [bob]}
+      "support.": {editor: [alice], approver: [bob]}
     promotion:                  # what moving a protected alias needs, by name prefix
       "":        {approvals: 1, max_evidence_age_days: 30, margin: 0.01}
-      "support/": {dataset: intent_recognition}
+      "support.": {dataset: intent_recognition}
 
+Namespaces are dotted name prefixes (`support.` covers `support.refund`, `support.billing`),
+since MLflow prompt names allow letters, digits, '.', '-' and '_' only.
 Roles are ordered: viewer < editor < approver < admin; a user's role on a prompt is the highest
 role any matching prefix gives them. The file is looked up at PROMPTYARD_POLICY_FILE, then
 `<home>/policy.yaml`, then `./promptyard-policy.yaml`; without one, the built-in policy lets

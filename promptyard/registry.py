@@ -18,7 +18,7 @@ from promptyard.templates import Template, check_variables
 __all__ = ["PromptRef", "Registry", "PROTECTED_ALIASES"]
 
 PROTECTED_ALIASES = frozenset({"production"})
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-/]*$")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")  # MLflow's rule; namespaces use dots: support.refund
 _ALIAS = re.compile(r"^[A-Za-z][A-Za-z0-9_\-]*$")
 
 
@@ -44,7 +44,7 @@ class PromptRef:
         if not _NAME.match(ref_obj.name):
             raise UserError(
                 f"Prompt reference {ref!r} is not valid: write NAME, NAME/VERSION or NAME@ALIAS "
-                "(names use letters, digits, '.', '-', '_')."
+                "(names use letters, digits, '.', '-', '_'; namespaces are dotted prefixes, e.g. support.refund)."
             )
         return ref_obj
 
