@@ -7,6 +7,8 @@ apply_offline_env()  # before MLflow, litellm or Prefect are imported by anythin
 from promptyard.data import DatasetCard, LoadedDataset, list_datasets, load_dataset  # noqa: E402
 from promptyard.errors import (  # noqa: E402
     DatasetError,
+    PermissionDeniedError,
+    PolicyError,
     EndpointUnreachableError,
     OptimizerError,
     OrchestratorUnavailableError,
@@ -21,7 +23,11 @@ from promptyard.lm import Endpoint, GenerationConfig, check_endpoint, make_lm  #
 from promptyard.metrics import Metric, get_metric  # noqa: E402
 from promptyard.registry import PromptRef, Registry  # noqa: E402
 from promptyard.scoring import ScoreResult, score_template  # noqa: E402
+from promptyard.audit import AuditLog  # noqa: E402
 from promptyard.events import EventStore  # noqa: E402
+from promptyard.governance import Governance  # noqa: E402
+from promptyard.policy import Policy, load_policy  # noqa: E402
+from promptyard.quick import load_prompt, register_prompt  # noqa: E402
 from promptyard.experiments import Experiment, Experiments  # noqa: E402
 from promptyard.sequential import sequential_comparison  # noqa: E402
 from promptyard.serving import Assignment, PromptClient, ServedPrompt  # noqa: E402
@@ -29,12 +35,20 @@ from promptyard.stats import PairedComparison, paired_bootstrap  # noqa: E402
 from promptyard.templates import Template, render, variables  # noqa: E402
 
 __all__ = [
+    "AuditLog",
+    "Governance",
+    "Policy",
+    "load_policy",
+    "load_prompt",
+    "register_prompt",
     "Assignment",
     "EventStore",
     "Experiment",
     "Experiments",
     "DatasetCard",
     "DatasetError",
+    "PermissionDeniedError",
+    "PolicyError",
     "Endpoint",
     "EndpointUnreachableError",
     "GenerationConfig",

@@ -29,7 +29,16 @@ class Tracker:
         self.tracking_uri = tracking_uri
         self.client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
         found = self.client.get_experiment_by_name(experiment)
-        self.experiment_id = found.experiment_id if found else self.client.create_experiment(experiment)
+        self.experiment_id = found.experiment_id if found else self._create(experiment)
+
+    def _create(self, experiment: str) -> str:
+        """A server stores artifacts itself; a local store keeps them in the state directory, not the cwd."""
+        if self.tracking_uri.startswith("http"):
+            return self.client.create_experiment(experiment)
+        from promptyard.settings import get_settings
+
+        location = (get_settings().home_dir / "mlartifacts" / experiment).as_uri()
+        return self.client.create_experiment(experiment, artifact_location=location)
 
     def start_run(self, name: str, *, parent_id: str | None = None, tags: dict[str, str] | None = None) -> str:
         tags = {"mlflow.runName": name, **(tags or {})}

@@ -16,7 +16,8 @@ def test_all_names_resolve(package):
 def test_core_modules_declare_all():
     for name in ["data", "errors", "lm", "metrics", "registry", "scoring", "serving", "settings", "stats",
                  "templates", "tracking", "report", "evaluation", "stack", "progress", "events",
-                 "experiments", "sequential", "analysis"]:
+                 "experiments", "sequential", "analysis", "audit", "policy", "governance",
+                 "library", "quick", "secret_scan", "sqlstore"]:
         module = importlib.import_module(f"promptyard.{name}")
         assert module.__all__, name
         assert all(hasattr(module, n) for n in module.__all__), name

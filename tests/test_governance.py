@@ -1,0 +1,169 @@
+"""Earned promotion: roles, evidence, four eyes, contract, rollback, audit — through the SDK."""
+
+import json
+
+import pytest
+from helpers import SEED_TEMPLATE
+
+from promptyard.errors import PermissionDeniedError, TemplateError
+from promptyard.governance import Governance, evidence_tags
+from promptyard.settings import get_settings
+from promptyard.tracking import Tracker
+
+POLICY = """\
+protected_aliases: [production]
+roles:
+  "": {viewer: ["*"], admin: [carol]}
+  "support": {editor: [alice], approver: [bob, dave]}
+promotion:
+  "": {approvals: 1, max_evidence_age_days: 14, margin: 0.01, dataset: tickets}
+"""
+
+
+@pytest.fixture
+def team(registry):
+    home = get_settings().home_dir
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "policy.yaml").write_text(POLICY)
+    as_user = {u: Governance.from_settings(registry, user=u) for u in ("alice", "bob", "carol", "dave", "vic")}
+    alice = as_user["alice"]
+    alice.register("support", "Be kind.\n\nQ: {{question}}")
+    alice.set_alias("support", "production", 1)  # a new protected alias needs no evidence
+    alice.register("support", "Be kind and brief.\n\nQ: {{question}}")
+    return as_user
+
+
+def evidence(registry, candidate, *, baseline=1, low=0.02, dataset="tickets", split="test", days_old=0.0):
+    tracker = Tracker(registry.tracking_uri, "evidence")
+    run_id = tracker.start_run("offline A/B", tags=evidence_tags("support", baseline, candidate, dataset, split))
+    tracker.log(run_id, metrics={"evidence_diff_low": low, "evidence_diff": low + 0.05})
+    tracker.finish(run_id)
+    if days_old:
+        from mlflow.store.tracking.dbmodels.models import SqlRun
+        from sqlalchemy import create_engine, update
+
+        engine = create_engine(registry.tracking_uri)
+        with engine.begin() as conn:
+            conn.execute(update(SqlRun).where(SqlRun.run_uuid == run_id)
+                         .values(start_time=SqlRun.start_time - int(days_old * 86400 * 1000)))
+    return run_id
+
+
+def version_on(registry, alias="production"):
+    return int(registry.get(f"support@{alias}").version)
+
+
+def test_register_stamps_the_author_and_is_audited(team, registry):
+    assert registry.get("support/2").tags["promptyard.author"] == "alice"
+    entries = team["alice"].audit.entries("support")
+    assert [(e.user, e.action, e.version, e.alias) for e in entries] == [
+        ("alice", "register", 1, None), ("alice", "alias", 1, "production"), ("alice", "register", 2, None)]
+
+
+def test_roles_are_enforced(team, registry):
+    with pytest.raises(PermissionDeniedError, match="vic is viewer on 'support' and cannot register"):
+        team["vic"].register("support", "x {{question}}")
+    with pytest.raises(PermissionDeniedError, match="alice is editor .* cannot approve"):
+        team["alice"].approve("support", 2)
+    with pytest.raises(PermissionDeniedError, match="cannot roll back"):
+        team["alice"].rollback("support", 1)
+    assert len(registry.versions("support")) == 2
+
+
+def test_a_protected_alias_cannot_be_moved_directly(team, registry):
+    with pytest.raises(PermissionDeniedError, match="support@production is protected .* prompts promote support 2"):
+        team["carol"].set_alias("support", "production", 2)  # not even by an admin
+    assert version_on(registry) == 1
+    team["alice"].set_alias("support", "staging", 2)  # other aliases: editors move them freely
+    assert version_on(registry, "staging") == 2
+
+
+def test_promotion_needs_evidence_approval_and_contract(team, registry):
+    with pytest.raises(PermissionDeniedError) as refused:
+        team["alice"].promote("support", 2)
+    message = str(refused.value)
+    assert "failed: evidence, approval" in message and "ok   contract" in message
+    assert "ab offline support/1 support/2 --dataset tickets" in message
+    assert version_on(registry) == 1
+
+    author_as_approver = Governance(registry, team["bob"].policy.__class__(
+        team["bob"].policy.protected_aliases, {"": {"approver": frozenset({"alice"})}}), "alice", team["bob"].audit)
+    with pytest.raises(PermissionDeniedError, match="alice registered support/2 and cannot approve it"):
+        author_as_approver.approve("support", 2)  # four eyes, even for an approver
+    team["bob"].approve("support", 2, reason="reviewed")
+    run_id = evidence(registry, 2)
+    checks = team["alice"].promote("support", 2, reason="offline A/B win")
+    assert [c.ok for c in checks] == [True, True, True] and checks[0].run_id == run_id
+    assert version_on(registry) == 2
+    last = team["alice"].audit.entries("support")[-1]
+    assert (last.action, last.before, last.after, last.evidence_run_id, last.user) == ("promote", "1", "2", run_id, "alice")
+
+
+@pytest.mark.parametrize("kwargs, problem", [
+    ({"days_old": 20}, "is stale: 20 days old"),
+    ({"dataset": "other"}, "is on dataset other, the policy requires tickets"),
+    ({"split": "validation"}, "measured on the validation split"),
+    ({"low": -0.05}, "may be worse: lower bound -0.050"),
+    ({"baseline": 3}, "compares with v3, but the alias is on v1"),
+])
+def test_evidence_that_does_not_qualify(team, registry, kwargs, problem):
+    team["bob"].approve("support", 2)
+    evidence(registry, 2, **kwargs)
+    with pytest.raises(PermissionDeniedError, match=problem):
+        team["alice"].promote("support", 2)
+    assert version_on(registry) == 1
+
+
+def test_contract_violation_and_rejection(team, registry):
+    team["alice"].register("support", "Be kind.\n\nQ: {{query}}")
+    team["bob"].approve("support", 3)
+    evidence(registry, 3)
+    with pytest.raises(PermissionDeniedError, match=r"contract: v3 drops \{\{question\}\}; needs \{\{query\}\}"):
+        team["alice"].promote("support", 3)
+    team["dave"].approve("support", 2)
+    team["bob"].approve("support", 2, reject=True, reason="tone")
+    evidence(registry, 2)
+    with pytest.raises(PermissionDeniedError, match="rejected by bob"):
+        team["alice"].promote("support", 2)
+    assert version_on(registry) == 1
+
+
+def test_rollback_is_for_approvers_to_an_earlier_version(team, registry):
+    team["bob"].approve("support", 2)
+    evidence(registry, 2)
+    team["alice"].promote("support", 2)
+    team["alice"].register("support", "Newest.\n\nQ: {{question}}")
+    with pytest.raises(PermissionDeniedError, match="v3 never held support@production"):
+        team["bob"].rollback("support", 3, reason="try")
+    team["bob"].rollback("support", 1, reason="complaints")
+    assert version_on(registry) == 1
+    entry = team["bob"].audit.entries("support")[-1]
+    assert (entry.action, entry.user, entry.before, entry.after, entry.reason) == ("rollback", "bob", "2", "1", "complaints")
+    assert team["bob"].audit.verify() == len(team["bob"].audit.entries())
+
+
+def test_credentials_never_reach_the_registry(team, registry):
+    with pytest.raises(TemplateError, match="looks like a credential"):
+        team["alice"].register("support", "Use key sk-proj-abcdefghijklmnopqrstuvwxyz123456 {{question}}")
+    with pytest.raises(TemplateError, match="Tag owner_token"):
+        team["alice"].register("support", SEED_TEMPLATE.replace("{{text}}", "{{question}}"),
+                               tags={"owner_token": "ghp_abcdefghijklmnopqrstuvwxyz0123456789"})
+    assert len(registry.versions("support")) == 2
+
+
+def test_offline_ab_run_is_evidence(team, registry, fake_llm, tmp_path):
+    from helpers import tiny_rows, write_dataset
+
+    from promptyard.evaluation import compare_prompts
+
+    data = write_dataset(tmp_path / "datasets" / "tickets", tiny_rows())
+    alice = team["alice"]
+    alice.register("support-sentiment", SEED_TEMPLATE)
+    alice.set_alias("support-sentiment", "production", 1)
+    alice.register("support-sentiment", SEED_TEMPLATE.replace("Classify", "Read carefully and classify"))
+    result = compare_prompts(get_settings(), "support-sentiment/1", "support-sentiment/2", str(data))
+    team["bob"].approve("support-sentiment", 2)
+    checks = alice.promote("support-sentiment", 2)
+    assert checks[0].run_id == result["run_id"] and "test on tickets" in checks[0].detail
+    tags = registry.client.get_prompt_version("support-sentiment", 2).tags
+    assert json.loads(tags["promptyard.approval.bob"])["alias"] == "production"
