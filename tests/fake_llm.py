@@ -93,6 +93,7 @@ class FakeLLM:
 
             def do_POST(self):
                 request = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                request["_authorization"] = self.headers.get("Authorization")
                 with fake._lock:
                     fake.requests.append(request)
                 if fake.latency_s:
