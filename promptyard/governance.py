@@ -40,6 +40,14 @@ def evidence_tags(prompt: str, baseline: int, candidate: int, dataset: str, spli
             f"{EVIDENCE}candidate": str(candidate), f"{EVIDENCE}dataset": dataset, f"{EVIDENCE}split": split}
 
 
+def _note(value: str) -> dict:
+    try:
+        note = json.loads(value)
+    except json.JSONDecodeError:
+        return {}
+    return note if isinstance(note, dict) else {}
+
+
 @dataclass(frozen=True)
 class Check:
     name: str  # evidence | approval | contract
@@ -156,15 +164,37 @@ class Governance:
                           after=version, reason=reason, evidence_run_id=evidence)
         return checks
 
+    def is_rollback(self, name: str, version: int, alias: str, current: int | None) -> bool:
+        held = {e.version for e in self.audit.entries(name) if e.alias == alias and e.action in
+                ("alias", "promote", "rollback")}
+        return version in held or (current is not None and version < current)
+
+    def authorize_alias_move(self, name: str, alias: str, version: int) -> str:
+        """What moving the alias would be (alias | promote | rollback), or raise why it may not.
+
+        The same decision the SDK makes, for callers that move the alias themselves (the MLflow
+        server guard, in front of plain MLflow clients)."""
+        version = int(version)
+        current = self.alias_version(name, alias)
+        if not self.policy.is_protected(alias) or current is None or current == version:
+            self.require("editor", name, f"move alias {alias!r}")
+            if self.policy.is_protected(alias) and current is None:
+                self._require_checks([self.check_contract(name, version)], name, version, alias)
+            return "alias"
+        role = self.policy.role_of(self.user, name)
+        if role in ("approver", "admin") and self.is_rollback(name, version, alias, current):
+            return "rollback"
+        self.require("editor", name, f"promote to {alias!r}")
+        self._require_checks(self.checks(name, version, alias), name, version, alias)
+        return "promote"
+
     def rollback(self, name: str, version: int, *, alias: str = "production", reason: str | None = None) -> None:
         """Put the alias back on a version it held before; approvers only; audited."""
         self.require("approver", name, f"roll back {alias!r}")
         version = int(version)
         self.registry.get(f"{name}/{version}")
         current = self.alias_version(name, alias)
-        held = {e.version for e in self.audit.entries(name) if e.alias == alias and e.action in
-                ("alias", "promote", "rollback")}
-        if version not in held and not (current is not None and version < current):
+        if not self.is_rollback(name, version, alias, current):
             raise PermissionDeniedError(f"v{version} never held {name}@{alias}: a rollback returns to an earlier "
                                         f"version; use `promptyard prompts promote {name} {version} --to {alias}`.")
         self.registry.set_alias(name, alias, version)
@@ -205,13 +235,13 @@ class Governance:
         tags = self.registry.get(f"{name}/{version}").tags or {}
         author = tags.get(TAG_AUTHOR)
         rejected = [k.removeprefix(REJECTION) for k, v in tags.items()
-                    if k.startswith(REJECTION) and json.loads(v).get("alias") == alias]
+                    if k.startswith(REJECTION) and _note(v).get("alias") == alias]
         if rejected:
             return Check("approval", False, f"rejected by {', '.join(rejected)}")
         approvers = []
         for key, value in tags.items():
             who = key.removeprefix(APPROVAL)
-            if key.startswith(APPROVAL) and json.loads(value).get("alias") == alias and who != author:
+            if key.startswith(APPROVAL) and _note(value).get("alias") == alias and who != author:
                 role = self.policy.role_of(who, name)
                 if role in ("approver", "admin"):
                     approvers.append(who)

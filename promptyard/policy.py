@@ -103,8 +103,8 @@ class Policy:
 
 
 def current_user() -> str:
-    """The acting user: PROMPTYARD_USER, else the MLflow user of a team server, else the OS user."""
-    return os.environ.get("PROMPTYARD_USER") or os.environ.get("MLFLOW_TRACKING_USERNAME") or getpass.getuser()
+    """The acting user: the MLflow user a team server authenticates, else PROMPTYARD_USER, else the OS user."""
+    return os.environ.get("MLFLOW_TRACKING_USERNAME") or os.environ.get("PROMPTYARD_USER") or getpass.getuser()
 
 
 def find_policy_file(home: Path) -> Path | None:

@@ -58,6 +58,10 @@ class Settings(BaseSettings):
         2048, ge=512, le=8192, description="Context tokens per slot of the bundled LLM server."
     )
     mlflow_port: int = Field(5500, ge=1, le=65535, description="Port of the local MLflow server.")
+    mlflow_auth: bool = Field(
+        False, description="Start the local MLflow server with authentication and promptyard's alias guard "
+        "(`--app-name promptyard-auth`; needs MLFLOW_AUTH_ADMIN_PASSWORD and MLFLOW_FLASK_SERVER_SECRET_KEY).",
+    )
     mlflow_tracking_uri: str | None = Field(
         None, description="MLflow tracking URI. Default: the local MLflow server."
     )

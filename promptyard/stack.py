@@ -77,7 +77,8 @@ def _services(s: Settings) -> dict[str, Service]:
             120,
             lambda s: [str(bin_dir / "mlflow"), "server", "--backend-store-uri", f"sqlite:///{home / 'mlflow' / 'mlflow.db'}",
                        "--artifacts-destination", str(home / "mlflow" / "artifacts"), "--host", "127.0.0.1",
-                       "--port", str(s.mlflow_port), "--workers", "1"],
+                       "--port", str(s.mlflow_port), "--workers", "1",
+                       *(["--app-name", "promptyard-auth"] if s.mlflow_auth else [])],
         ),
         "prefect": Service(
             "prefect", s.prefect_port, f"http://127.0.0.1:{s.prefect_port}",
