@@ -14,7 +14,8 @@ def invoke(*args, code=0):
     return result.stdout
 
 
-def test_prompts_commands():
+def test_prompts_commands(monkeypatch):
+    monkeypatch.setenv("PROMPTYARD_USER", "alice")
     assert invoke("prompts", "register", "support", "--template", "Be kind.\\n\\nQ: {{question}}", "--message",
                   "first", "--tag", "team=cx", "--alias", "production") == \
         "registered support version 1 (aliases: production)\n"
@@ -22,7 +23,8 @@ def test_prompts_commands():
         "registered support version 2\n"
     assert invoke("prompts", "list") == "support\n"
     assert invoke("prompts", "show", "support@production") == (
-        "support version 1  aliases: production\nvariables: question\ntag team=cx\n---\nBe kind.\n\nQ: {{question}}\n")
+        "support version 1  aliases: production\nvariables: question\ntag promptyard.author=alice\ntag team=cx\n---\n"
+        "Be kind.\n\nQ: {{question}}\n")
     assert invoke("prompts", "alias", "support", "staging", "2") == "support@staging -> version 2\n"
     lines = invoke("prompts", "versions", "support").splitlines()
     assert [line.split()[:2] for line in lines] == [["v2", "staging"], ["v1", "production"]]
