@@ -11,6 +11,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from optimizers import Candidate, OptimizationTask, Optimizer, get_optimizer
+from promptyard.budget import Budget, BudgetExhausted
 from promptyard.data import LoadedDataset, load_dataset
 from promptyard.errors import UserError
 from promptyard.governance import Governance, evidence_tags
@@ -31,10 +32,10 @@ CANDIDATE_ALIAS = "candidate"
 
 
 def _retry_service_errors(task, task_run, state) -> bool:
-    """Retry transient failures, never a mistake in the input."""
+    """Retry transient failures, never a mistake in the input or a spent budget."""
     try:
         state.result()
-    except UserError:
+    except (UserError, BudgetExhausted):
         return False
     except Exception:
         return True
@@ -146,11 +147,17 @@ def optimize_prompt(
     max_cost_per_example: float | None = None,
     max_latency_s: float | None = None,
     selection_weights: dict[str, float] | None = None,
+    budget_calls: int | None = None,
+    budget_tokens: int | None = None,
+    budget_seconds: float | None = None,
 ) -> dict[str, Any]:
     """Optimize PROMPT (name, name/version or name@alias) on DATASET; register the best only if it
     beats the seed on the test split (paired bootstrap interval above 0). The best is chosen on
-    validation by `selection` ("quality" within the cost/latency budgets, or "weighted")."""
+    validation by `selection` ("quality" within the cost/latency budgets, or "weighted").
+    `budget_*` cap the LM calls, tokens and seconds of the whole run: when spent, the search stops,
+    the candidates found so far are kept, and the calls the test split needs are held back."""
     started = time.perf_counter()
+    budget = Budget(budget_calls, budget_tokens, budget_seconds)  # a limit ≤ 0 fails here
     logger = get_run_logger()
     settings = get_settings()
     if max_candidates < 1:
@@ -169,11 +176,19 @@ def optimize_prompt(
     data.check_template(seed_prompt.template.text)
     check_endpoint(endpoint)
 
-    task_lm = make_lm(endpoint, cache=settings.lm_cache, **seed_prompt.generation.request_kwargs())
-    proposer_lm = make_lm(endpoint, cache=settings.lm_cache, max_tokens=256)
+    task_lm = make_lm(endpoint, cache=settings.lm_cache, budget=budget, **seed_prompt.generation.request_kwargs())
+    proposer_lm = make_lm(endpoint, cache=settings.lm_cache, budget=budget, max_tokens=256)
     per_candidate = max(1, settings.lm_concurrency // 2)
     validation = data.rows("validation", limit_validation)
     test = data.rows("test", limit_test)
+    needed = 2 * len(validation) + 2 * len(test)
+    if budget.max_calls is not None and budget.max_calls < needed:
+        raise UserError(f"budget_calls={budget.max_calls} cannot cover one candidate: the baseline and one candidate "
+                        f"on validation ({len(validation)} each) and both on test ({len(test)} each) take {needed} "
+                        "calls. Raise the budget, or lower --limit-validation / --limit-test.")
+    # held back while the optimizer searches: validation for up to two candidates, and the test split
+    spare = (budget.max_calls or 0) - 2 * len(test) - len(validation)
+    budget.reserve(2 * len(test) + len(validation) * max(1, min(2, spare // max(1, len(validation)))))
 
     tracker = Tracker(settings.tracking_uri, settings.experiment)
     parent_id = tracker.start_run(f"optimize {seed_prompt.name}/v{seed_prompt.version} on {data.card.name}",
@@ -198,15 +213,32 @@ def optimize_prompt(
             input_fields=data.card.input_fields, label_field=data.card.label_field,
             metric=data.metric(), generation=seed_prompt.generation,
             labels=data.card.labels, proposer_style="plain" if settings.plain_proposer else "standard", random_seed=seed,
+            budget=budget,
         )
         candidates = propose(opt, opt_task, task_lm, proposer_lm)
         logger.info("%s proposed %d candidate(s)", optimizer, len(candidates))
+        stops = [opt.stopped] if opt.stopped else []
+        budget.reserve(2 * len(test))  # candidates may now use what the search left, never the test split's share
+        if budget.max_calls is not None and validation:
+            affordable = max(0, (budget.max_calls - budget.reserved - budget.calls) // len(validation))
+            if affordable < len(candidates):
+                stops.append(f"the budget scores {affordable} of {len(candidates)} candidates on validation")
+                candidates = candidates[:affordable]
+        for note in stops:
+            logger.warning(note)
         tracker.log(parent_id, metrics={"candidates_proposed": len(candidates)})
 
         futures = [evaluate_candidate.submit(i, c, validation, data, task_lm, per_candidate, tracker, parent_id,
                                              seed_prompt, optimizer_params, settings)
                    for i, c in enumerate(candidates, 1)]
-        results, child_ids = [list(x) for x in zip(*(f.result() for f in futures))] or ([], [])
+        scored = []
+        for candidate, future in zip(candidates, futures, strict=True):
+            try:
+                scored.append((candidate, *future.result()))
+            except BudgetExhausted as exc:
+                stops.append(f"candidate dropped, {exc}")
+        candidates = [c for c, _, _ in scored]
+        results, child_ids = [r for _, r, _ in scored], [i for _, _, i in scored]
         objectives = [objectives_of(r, settings) for r in results]
 
         summary: dict[str, Any] = {
@@ -217,6 +249,7 @@ def optimize_prompt(
             "registered_version": None, "parent_run_id": parent_id, "mlflow_url": tracker.run_url(parent_id),
             "flow_run_id": str(runtime.flow_run.id or ""),
         }
+        budget.release()
         best_index = select(objectives, policy=selection, max_cost=max_cost_per_example, max_latency_s=max_latency_s,
                             weights=selection_weights)
         front = pareto_front(objectives)
@@ -227,7 +260,9 @@ def optimize_prompt(
                                  title=f"{seed_prompt.name}: candidates on validation ({data.card.name})")
             tracker.client.log_figure(parent_id, figure, "pareto.png")
             tracker.log(parent_id, metrics={"pareto_front_size": len(front)})
-        if best_index is None:
+        if best_index is None and stops and not results:
+            summary["decision"] = "the budget left no calls to score a candidate on validation; nothing registered"
+        elif best_index is None:
             summary["decision"] = ("the optimizer returned no candidate (none of its proposals survived its own search); "
                                    "nothing registered" if not candidates else
                                    "no candidate fits the cost/latency budgets; nothing registered")
@@ -236,48 +271,60 @@ def optimize_prompt(
                                    f"{results[best_index].accuracy:.3f} vs {baseline_val.accuracy:.3f}); the test "
                                    "split was left untouched")
             best_index = None
+        elif not budget.can_afford(2 * len(test)):
+            summary["decision"] = "budget spent before the test split could be scored; nothing registered"
+            best_index = None
         else:
             best, best_val = candidates[best_index], results[best_index]
-            baseline_test = score(seed_prompt.template.text, test, data, task_lm, seed_prompt.generation,
-                                  settings.lm_concurrency, "baseline · test")
-            best_test = score(best.template, test, data, task_lm, best.generation, settings.lm_concurrency,
-                              f"candidate {best_index + 1} · test")
-            tracker.log_score(parent_id, baseline_test, split="baseline_test")
-            tracker.log_score(child_ids[best_index], best_test, split="test")
-            comparison = paired_bootstrap(baseline_test.scores, best_test.scores, confidence=confidence, seed=seed)
-            exact = mcnemar(baseline_test.scores, best_test.scores)
-            tracker.log(parent_id, metrics={**comparison.as_metrics(), "best_validation": best_val.accuracy,
-                                            "test_fixed": exact.fixed, "test_broken": exact.broken,
-                                            "test_mcnemar_p": exact.p_value},
-                        tags={"promptyard.best_candidate_run_id": child_ids[best_index]})
-            summary.update(best_candidate=best_index + 1, test=comparison.__dict__)
-            ci = f"{confidence:.0%} interval [{comparison.low:+.3f}, {comparison.high:+.3f}]"
-            if comparison.significant_gain:
-                tags = {
-                    "promptyard.parent_version": seed_prompt.version, "promptyard.optimizer": optimizer,
-                    "promptyard.dataset": data.card.name, "promptyard.dataset_digest": data.digest,
-                    "promptyard.seed": seed, "promptyard.parent_run_id": parent_id,
-                    "promptyard.candidate_run_id": child_ids[best_index],
-                    "promptyard.test_baseline": f"{comparison.baseline:.4f}",
-                    "promptyard.test_score": f"{comparison.candidate:.4f}",
-                    "promptyard.test_diff_low": f"{comparison.low:.4f}",
-                }
-                message = (f"{optimizer} on {data.card.name}: test {comparison.baseline:.3f} -> "
-                           f"{comparison.candidate:.3f} ({ci})")
-                new_version, created = register_version(governance, seed_prompt, best, tags, message)
-                summary["registered_version"] = new_version
-                tracker.log(parent_id, tags=evidence_tags(seed_prompt.name, seed_prompt.version, new_version,
-                                                          data.card.name, "test"),
-                            metrics={"evidence_diff": comparison.diff, "evidence_diff_low": comparison.low})
-                verb = "registered" if created else "found the same template already registered as"
-                summary["decision"] = (f"{verb} {seed_prompt.name} version {new_version} and moved alias "
-                                       f"'{CANDIDATE_ALIAS}' to it: test {comparison.baseline:.3f} -> "
-                                       f"{comparison.candidate:.3f}, {ci}")
-                tracker.log(parent_id, metrics={"registered_version": new_version})
+            try:
+                baseline_test = score(seed_prompt.template.text, test, data, task_lm, seed_prompt.generation,
+                                      settings.lm_concurrency, "baseline · test")
+                best_test = score(best.template, test, data, task_lm, best.generation, settings.lm_concurrency,
+                                  f"candidate {best_index + 1} · test")
+            except BudgetExhausted as exc:
+                summary["decision"] = f"budget spent while scoring the test split ({exc}); nothing registered"
+                best_index = None
             else:
-                summary["decision"] = (f"no version registered: the best candidate scored {comparison.candidate:.3f} "
-                                       f"vs baseline {comparison.baseline:.3f} on test, {ci} does not lie above 0")
-        tracker.log(parent_id, tags={"promptyard.decision": summary["decision"]})
+                tracker.log_score(parent_id, baseline_test, split="baseline_test")
+                tracker.log_score(child_ids[best_index], best_test, split="test")
+                comparison = paired_bootstrap(baseline_test.scores, best_test.scores, confidence=confidence, seed=seed)
+                exact = mcnemar(baseline_test.scores, best_test.scores)
+                tracker.log(parent_id, metrics={**comparison.as_metrics(), "best_validation": best_val.accuracy,
+                                                "test_fixed": exact.fixed, "test_broken": exact.broken,
+                                                "test_mcnemar_p": exact.p_value},
+                            tags={"promptyard.best_candidate_run_id": child_ids[best_index]})
+                summary.update(best_candidate=best_index + 1, test=comparison.__dict__)
+                ci = f"{confidence:.0%} interval [{comparison.low:+.3f}, {comparison.high:+.3f}]"
+                if comparison.significant_gain:
+                    tags = {
+                        "promptyard.parent_version": seed_prompt.version, "promptyard.optimizer": optimizer,
+                        "promptyard.dataset": data.card.name, "promptyard.dataset_digest": data.digest,
+                        "promptyard.seed": seed, "promptyard.parent_run_id": parent_id,
+                        "promptyard.candidate_run_id": child_ids[best_index],
+                        "promptyard.test_baseline": f"{comparison.baseline:.4f}",
+                        "promptyard.test_score": f"{comparison.candidate:.4f}",
+                        "promptyard.test_diff_low": f"{comparison.low:.4f}",
+                    }
+                    message = (f"{optimizer} on {data.card.name}: test {comparison.baseline:.3f} -> "
+                               f"{comparison.candidate:.3f} ({ci})")
+                    new_version, created = register_version(governance, seed_prompt, best, tags, message)
+                    summary["registered_version"] = new_version
+                    tracker.log(parent_id, tags=evidence_tags(seed_prompt.name, seed_prompt.version, new_version,
+                                                              data.card.name, "test"),
+                                metrics={"evidence_diff": comparison.diff, "evidence_diff_low": comparison.low})
+                    verb = "registered" if created else "found the same template already registered as"
+                    summary["decision"] = (f"{verb} {seed_prompt.name} version {new_version} and moved alias "
+                                           f"'{CANDIDATE_ALIAS}' to it: test {comparison.baseline:.3f} -> "
+                                           f"{comparison.candidate:.3f}, {ci}")
+                    tracker.log(parent_id, metrics={"registered_version": new_version})
+                else:
+                    summary["decision"] = (f"no version registered: the best candidate scored {comparison.candidate:.3f} "
+                                           f"vs baseline {comparison.baseline:.3f} on test, {ci} does not lie above 0")
+        if stops:
+            summary["decision"] += f" (budget: {'; '.join(stops)})"
+        summary["budget"] = budget.summary()
+        tracker.log(parent_id, tags={"promptyard.decision": summary["decision"]},
+                    metrics={"lm_calls": budget.calls, "lm_tokens": budget.tokens, "lm_calls_cached": budget.cached})
         if best_index is not None:
             tracker.log_text(parent_id, optimization_report(
                 title=f"Optimization of {seed_prompt.name} version {seed_prompt.version} on {data.card.name}",

@@ -78,19 +78,24 @@ def clean_proposal(text: str) -> str:
 class TemplateAdapter(dspy.Adapter):
     """Renders task calls through the template body; hands other calls to `proposer`."""
 
-    def __init__(self, body: str, task_inputs: list[str], metric: Metric, proposer: dspy.Adapter | None = None):
+    def __init__(self, body: str, task_inputs: list[str], metric: Metric, proposer: dspy.Adapter | None = None,
+                 proposals: list[str] | None = None):
         super().__init__()
         self.body = body
         self.task_inputs = list(task_inputs)
         self.metric = metric
         self.proposer = proposer
+        self.proposals = proposals if proposals is not None else []  # every proposal seen, in order
 
     def _is_task(self, signature) -> bool:
         return list(signature.output_fields) == [OUTPUT_FIELD]
 
     def __call__(self, lm, lm_kwargs, signature, demos, inputs):
         if self.proposer is not None and not self._is_task(signature):
-            return self.proposer(lm, lm_kwargs, signature, demos, inputs)
+            outputs = self.proposer(lm, lm_kwargs, signature, demos, inputs)
+            first = next(iter(signature.output_fields))
+            self.proposals.extend(str(o.get(first, "")).strip() for o in outputs if str(o.get(first, "")).strip())
+            return outputs
         return super().__call__(lm, lm_kwargs, signature, demos, inputs)
 
     async def acall(self, lm, lm_kwargs, signature, demos, inputs):
@@ -152,6 +157,8 @@ class TemplateAdapter(dspy.Adapter):
         outputs = list(signature.output_fields)
         parsed = {name: "" for name in outputs}
         parsed[outputs[0]] = clean_proposal(completion)
+        if parsed[outputs[0]]:
+            self.proposals.append(parsed[outputs[0]])
         return parsed
 
 

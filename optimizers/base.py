@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, replace
 from importlib.metadata import entry_points
 from typing import Any, ClassVar
 
+from promptyard.budget import BudgetExhausted
 from promptyard.errors import OptimizerError, TemplateError
 from promptyard.lm import GenerationConfig
 from promptyard.metrics import Metric
@@ -61,6 +62,12 @@ class OptimizationTask:
     labels: list[str] = field(default_factory=list)
     proposer_style: str = "plain"  # "plain" for small models, "standard" for DSPy's own adapters
     random_seed: int = 0
+    budget: Any = None  # a promptyard Budget shared by every LM of the run, if any
+    proposals: list[str] = field(default_factory=list)  # every instruction the proposer wrote, in order
+
+    def record_proposal(self, instruction: str) -> None:
+        if instruction and instruction.strip():
+            self.proposals.append(instruction.strip())
 
     def __post_init__(self) -> None:
         if not self.seed.instruction.strip():
@@ -119,10 +126,30 @@ class Optimizer(ABC):
                 f"split has {len(task.trainset)}. Add examples or lower the validation/test sizes."
             )
 
+    stopped: str | None = None  # why the last `propose` ended early (a spent budget), if it did
+
     def propose(self, task: OptimizationTask, *, task_lm: Any, proposer_lm: Any) -> list[Candidate]:
-        """`optimize`, cut to `max_candidates`, plus label-constrained twins when asked for."""
+        """`optimize`, cut to `max_candidates`, plus label-constrained twins when asked for.
+
+        When the run's budget is spent mid-search, the instructions proposed so far become the
+        candidates (best kept, not lost) and `stopped` says why."""
         self.check(task)
-        candidates = self.optimize(task, task_lm=task_lm, proposer_lm=proposer_lm)[: int(self.settings["max_candidates"])]
+        self.stopped = None
+        try:
+            found = self.optimize(task, task_lm=task_lm, proposer_lm=proposer_lm)
+        except Exception as exc:
+            reason = task.budget.spent_reason() if task.budget is not None else None
+            if not isinstance(exc, BudgetExhausted) and reason is None:
+                raise
+            found = []
+            self.stopped = str(reason or exc)
+        if self.stopped is None and task.budget is not None and task.budget.spent_reason():
+            self.stopped = task.budget.spent_reason()
+        if self.stopped:
+            found = _with_proposals(found, task, self.name)
+            self.stopped = (f"{self.name} stopped early ({self.stopped}); kept the {len(found)} candidate(s) "
+                            "proposed so far")
+        candidates = found[: int(self.settings["max_candidates"])]
         if not (self.settings["constrain_labels"] and task.labels and not task.generation.response_format):
             return candidates
         constrained = replace(task.generation, response_format=label_response_format(task))
@@ -135,6 +162,19 @@ class Optimizer(ABC):
     @abstractmethod
     def optimize(self, task: OptimizationTask, *, task_lm: Any, proposer_lm: Any) -> list[Candidate]:
         """Return candidate templates, best first by the optimizer's own estimate."""
+
+
+def _with_proposals(found: list[Candidate], task: OptimizationTask, name: str) -> list[Candidate]:
+    """The optimizer's own candidates, then every recorded proposal not among them."""
+    seen = {c.template for c in found} | {task.seed.text}
+    result = list(found)
+    for instruction in task.proposals:
+        template = task.seed.with_instruction(instruction).text
+        if template not in seen:
+            seen.add(template)
+            result.append(Candidate(template, f"{name} (proposal kept when the budget ran out)",
+                                    generation=task.generation))
+    return result
 
 
 def available_optimizers() -> dict[str, type[Optimizer]]:

@@ -76,6 +76,7 @@ class GepaOptimizer(Optimizer):
                                                rollout_id=task.random_seed * 10_000 + len(proposals))
                 instruction = clean_proposal(response.choices[0].message.content or "") or candidate[name]
                 proposals.append(instruction)
+                task.record_proposal(instruction)
                 updated[name] = instruction
             return updated
 

@@ -63,6 +63,7 @@ class MetaPromptOptimizer(Optimizer):
                                                temperature=float(s["temperature"]),
                                                rollout_id=task.random_seed * 1000 + round_ * 100 + k)
                 instruction = clean_proposal(response.choices[0].message.content or "")
+                task.record_proposal(instruction)
                 if instruction and instruction not in scores:
                     scores[instruction] = train_score(instruction)
                     rounds[instruction] = round_

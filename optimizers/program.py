@@ -52,7 +52,7 @@ def dspy_metric(task: OptimizationTask):
 
 def adapter_for(task: OptimizationTask) -> TemplateAdapter:
     proposer = None if task.proposer_style == "plain" else dspy.ChatAdapter()
-    return TemplateAdapter(task.seed.body, task.input_fields, task.metric, proposer=proposer)
+    return TemplateAdapter(task.seed.body, task.input_fields, task.metric, proposer=proposer, proposals=task.proposals)
 
 
 def template_of(program: dspy.Module, task: OptimizationTask) -> str:

@@ -197,6 +197,10 @@ def print_summary(summary: dict[str, Any]) -> None:
         click.echo(f"  test split (n={t['n']}): baseline {t['baseline']:.3f}, best (candidate {summary['best_candidate']}) "
                    f"{t['candidate']:.3f}, difference {t['diff']:+.3f} [{t['low']:+.3f}, {t['high']:+.3f}]")
     click.echo(f"  {summary['decision']}")
+    if "budget" in summary:
+        b = summary["budget"]
+        limit = f" of {b['max_calls']}" if b["max_calls"] else ""
+        click.echo(f"  LM calls: {b['calls']}{limit} ({b['cached']} answered from cache), tokens {b['tokens']}")
     click.echo(f"MLflow run: {summary['mlflow_url']}")
     click.echo(f"Prefect flow run: {summary['prefect_url']}")
     click.echo(f"took {summary['duration_s']:.0f} s")
@@ -216,9 +220,12 @@ def print_summary(summary: dict[str, Any]) -> None:
               help="How the best candidate is chosen on validation.")
 @click.option("--max-cost", type=float, help="Budget: highest cost per example (USD, see PROMPTYARD_PRICES).")
 @click.option("--max-latency", type=float, help="Budget: highest mean latency per request (seconds).")
+@click.option("--budget-calls", type=int, help="Most LM calls for the whole run (cache hits are free).")
+@click.option("--budget-tokens", type=int, help="Most tokens (prompt + completion) for the whole run.")
+@click.option("--budget-time", type=float, help="Most seconds for the whole run.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON only.")
 def optimize(prompt, dataset, optimizer, max_candidates, settings, seed, limit_train, limit_validation, limit_test,
-             selection, max_cost, max_latency, as_json) -> None:
+             selection, max_cost, max_latency, budget_calls, budget_tokens, budget_time, as_json) -> None:
     """Optimize PROMPT (NAME, NAME/VERSION or NAME@ALIAS) on a dataset and register the best
     candidate as a new version only if it beats the seed on the test split.
 
@@ -230,6 +237,7 @@ def optimize(prompt, dataset, optimizer, max_candidates, settings, seed, limit_t
         prompt=prompt, dataset=dataset, optimizer=optimizer, optimizer_settings=parse_pairs(settings, "--set", json_values=True),
         max_candidates=max_candidates, seed=seed, limit_train=limit_train, limit_validation=limit_validation,
         limit_test=limit_test, selection=selection, max_cost_per_example=max_cost, max_latency_s=max_latency,
+        budget_calls=budget_calls, budget_tokens=budget_tokens, budget_seconds=budget_time,
     ))
     if as_json:
         emit(summary, True)

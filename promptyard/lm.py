@@ -8,6 +8,7 @@ and never leaves this module except in the request's Authorization header.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 import httpx
@@ -81,12 +82,18 @@ def check_endpoint(endpoint: Endpoint, timeout: float = 5.0) -> None:
         )
 
 
-def make_lm(endpoint: Endpoint, *, cache: bool = True, **defaults: Any):
-    """A `dspy.LM` on the endpoint (temperature 0 unless given)."""
+def make_lm(endpoint: Endpoint, *, cache: bool = True, budget=None, **defaults: Any):
+    """A `dspy.LM` on the endpoint (temperature 0 unless given); every request charged to `budget`."""
     import dspy
 
     defaults.setdefault("temperature", 0.0)
     defaults.setdefault("max_tokens", 256)
+    if budget is not None:
+        lm = _budgeted_lm_class()(
+            f"openai/{endpoint.model}", api_base=endpoint.base_url, api_key=endpoint.api_key.get_secret_value(),
+            cache=cache, num_retries=2, timeout=endpoint.timeout, **defaults)
+        lm.budget = budget  # shared by reference with the copies DSPy optimizers make
+        return lm
     return dspy.LM(
         f"openai/{endpoint.model}",
         api_base=endpoint.base_url,
@@ -96,6 +103,30 @@ def make_lm(endpoint: Endpoint, *, cache: bool = True, **defaults: Any):
         timeout=endpoint.timeout,
         **defaults,
     )
+
+
+@lru_cache(maxsize=1)
+def _budgeted_lm_class():
+    import dspy
+
+    class BudgetedLM(dspy.LM):
+        """A dspy.LM whose requests are charged to a `Budget` (cache hits are free)."""
+
+        budget = None
+
+        def forward(self, *args, **kwargs):
+            requests = int(kwargs.get("n") or self.kwargs.get("n") or 1)  # DSPy sends n completions as n requests
+            self.budget.start_call(requests)
+            response = None
+            try:
+                response = super().forward(*args, **kwargs)
+                return response
+            finally:
+                usage = (response.get("usage") if response is not None else None) or {}
+                cached = bool(response is not None and response.get("cache_hit", False))
+                self.budget.end_call(cached=cached, tokens=int(usage.get("total_tokens", 0) or 0), requests=requests)
+
+    return BudgetedLM
 
 
 def is_transport_error(exc: BaseException) -> bool:

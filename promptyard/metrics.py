@@ -202,6 +202,13 @@ def _load_function(path: str) -> Callable[[str, str], float]:
 
 def get_metric(name: str, labels: Sequence[str] = (), **options: Any) -> Metric:
     """A metric by name (or a user function by dotted path), given the dataset's label set."""
+    if name == "llm_judge":
+        from promptyard.judge import LLMJudge
+
+        try:
+            return LLMJudge(labels=list(labels), **options)
+        except TypeError:
+            raise UserError(f"Metric 'llm_judge' takes rubric, scale and model; got {sorted(options)}.") from None
     if name in METRICS:
         try:
             return METRICS[name](labels=list(labels), **options)
@@ -210,6 +217,6 @@ def get_metric(name: str, labels: Sequence[str] = (), **options: Any) -> Metric:
     if "." in name or ":" in name:
         return CustomMetric(function=_load_function(name), path=name, labels=list(labels))
     raise UserError(
-        f"Unknown metric {name!r}: use one of {', '.join(METRICS)}, or a dotted path to your own function "
+        f"Unknown metric {name!r}: use one of {', '.join(METRICS)}, llm_judge, or a dotted path to your own function "
         "(or fix the dataset card)."
     )

@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+from promptyard.budget import BudgetExhausted
 from promptyard.errors import EndpointUnreachableError, UserError
 from promptyard.lm import GenerationConfig, is_transport_error
 from promptyard.metrics import Metric
@@ -97,7 +98,9 @@ def _score_one(lm, template: str, row: dict, input_fields, label_field, metric: 
     started = time.perf_counter()
     try:
         response = lm.forward(messages=messages, **kwargs)
-    except Exception as exc:  # one failed request scores 0; a dead endpoint stops the run
+    except Exception as exc:  # one failed request scores 0; a dead endpoint or a spent budget stops the run
+        if isinstance(exc, BudgetExhausted):
+            raise
         if is_transport_error(exc):
             raise EndpointUnreachableError(
                 f"The LLM endpoint stopped answering while scoring ({exc}). Check it with "

@@ -2,6 +2,8 @@
 
 Behaviour, by the user message it receives:
 - a proposer prompt (an instruction-rewriting request) -> `proposal` text;
+- a judge prompt ("You grade an answer") -> the top of the scale when the answer matches the
+  reference, else 1;
 - a task prompt -> a sentiment answer: correct (by the words "good"/"bad" in the text after the
   last ':' line) when the prompt contains `magic_word`, otherwise always `default_answer`.
   With a `response_format`, the answer comes wrapped as JSON `{"label": ...}`.
@@ -61,6 +63,11 @@ class FakeLLM:
         text = request["messages"][-1]["content"]
         if self.kind(request) == "proposer":
             return self.proposal
+        if text.startswith("You grade an answer"):  # the LLM judge: 5 when the answer matches the reference
+            gold = text.split("Reference answer:", 1)[1].split("\n", 1)[0].strip().lower()
+            reply = text.split("Answer to grade:", 1)[1].split("\n", 1)[0].strip().lower().rstrip(".")
+            top = text.split(" (best)", 1)[0].rsplit(" ", 1)[-1]
+            return f"Score: {top}" if reply == gold else "1"
         if self.magic_word in text:
             example = text.rsplit(":", 1)[-1].lower()
             label = "negative" if "bad" in example else "positive"

@@ -11,7 +11,7 @@ from promptyard.settings import get_settings
     ("support", PromptRef("support")),
     ("support/3", PromptRef("support", version=3)),
     ("support@production", PromptRef("support", alias="production")),
-    ("prompts:/team/support@staging", PromptRef("team/support", alias="staging")),
+    ("prompts:/team.support@staging", PromptRef("team.support", alias="staging")),
 ])
 def test_refs(ref, parsed):
     assert PromptRef.parse(ref) == parsed

@@ -1,0 +1,41 @@
+"""LLM-as-judge metric against the fake OpenAI-compatible server."""
+
+import pytest
+from helpers import SEED_TEMPLATE, tiny_rows, write_dataset
+
+from promptyard.data import load_dataset
+from promptyard.errors import UserError
+from promptyard.lm import Endpoint, make_lm
+from promptyard.metrics import get_metric
+from promptyard.scoring import score_template
+
+
+def test_judge_scores_with_the_rubric(fake_llm):
+    judge = get_metric("llm_judge", rubric="Is the sentiment right?", scale=5)
+    assert judge.score("positive", "positive") == 1.0
+    assert judge.score("negative", "positive") == 0.0
+    prompt = fake_llm.chat_requests()[0]["messages"][-1]["content"]
+    assert "Rubric: Is the sentiment right?" in prompt and "from 1 (worst) to 5 (best)" in prompt
+
+
+def test_a_dataset_card_can_name_the_judge(fake_llm, tmp_path):
+    folder = write_dataset(tmp_path / "judged", tiny_rows())
+    card = (folder / "README.md").read_text().replace(
+        "metric: exact_label", "metric: llm_judge\nmetric_options: {rubric: \"Same sentiment as the reference?\", scale: 3}")
+    (folder / "README.md").write_text(card)
+    data = load_dataset(str(folder))
+    result = score_template(SEED_TEMPLATE.replace("Classify", "Read carefully and classify"), data.rows("test", 6),
+                            lm=make_lm(Endpoint.from_settings(), cache=False), metric=data.metric(),
+                            input_fields=["text"], label_field="label")
+    assert result.scores == [1.0] * 6
+    assert sum(r["messages"][-1]["content"].startswith("You grade") for r in fake_llm.chat_requests()) == 6
+
+
+@pytest.mark.parametrize("options, message", [
+    ({}, "needs a rubric"),
+    ({"rubric": "ok?", "scale": 1}, "scale must be an integer"),
+    ({"rubric": "ok?", "temperature": 1}, "takes rubric, scale and model"),
+])
+def test_bad_judge_options(options, message):
+    with pytest.raises(UserError, match=message):
+        get_metric("llm_judge", **options)
