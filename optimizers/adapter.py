@@ -45,7 +45,15 @@ SHORT_PROPOSER_INSTRUCTIONS: Mapping[str, str] = {
         "Below are instructions and their scores; higher is better. Write one new instruction "
         "that will score higher. Keep the list of allowed answers. Reply with the new instruction only."
     ),
+    # SIMBA's OfferFeedback: one rule from a worse and a better answer to the same input
+    "worse_program_outputs": (
+        "Improve the instruction of an assistant. For the input below it gave the worse answer; the "
+        "better answer is shown too. Write one short rule that makes it give the better answer. Reply "
+        "with the rule only."
+    ),
 }
+# the inputs a plain proposer prompt shows, when a signature has many (SIMBA's feedback has 13)
+_PLAIN_INPUTS = {"worse_program_outputs": ("program_inputs", "worse_program_outputs", "better_program_outputs")}
 
 _LEADING_LABEL = re.compile(
     r"^\s*[*#>\-\s]*(?:(?:new|improved|proposed|rewritten|better)\s+)?instructions?\s*(?:#\s*\d+)?\s*[:\-]\s*",
@@ -135,10 +143,9 @@ class TemplateAdapter(dspy.Adapter):
 
     def _format_plain(self, signature, inputs: dict[str, Any]) -> str:
         names = list(signature.input_fields)
-        instruction = next(
-            (SHORT_PROPOSER_INSTRUCTIONS[n] for n in names if n in SHORT_PROPOSER_INSTRUCTIONS),
-            signature.instructions,
-        )
+        key = next((n for n in names if n in SHORT_PROPOSER_INSTRUCTIONS), None)
+        instruction = SHORT_PROPOSER_INSTRUCTIONS[key] if key else signature.instructions
+        names = list(_PLAIN_INPUTS.get(key, names))
         parts = [instruction]
         for name in names:
             value = inputs.get(name, "")
@@ -157,9 +164,29 @@ class TemplateAdapter(dspy.Adapter):
         outputs = list(signature.output_fields)
         parsed = {name: "" for name in outputs}
         parsed[outputs[0]] = clean_proposal(completion)
+        for name, field_info in signature.output_fields.items():  # SIMBA's advice: one text per module
+            if getattr(field_info, "annotation", None) in (dict, dict[str, str]):
+                parsed[name] = _SameForEveryKey(parsed[outputs[0]])
         if parsed[outputs[0]]:
             self.proposals.append(parsed[outputs[0]])
         return parsed
+
+
+class _SameForEveryKey(dict):
+    """A mapping that answers the same text for any key: a plain reply addresses every module."""
+
+    def __init__(self, text: str):
+        super().__init__()
+        self.text = text
+
+    def __contains__(self, key: object) -> bool:
+        return bool(self.text)
+
+    def __getitem__(self, key: object) -> str:
+        return self.text
+
+    def get(self, key: object, default=None):
+        return self.text if self.text else default
 
 
 def _literal(value: object) -> str:

@@ -6,6 +6,7 @@ Behaviour, by the user message it receives:
   reference, else 1;
 - a task prompt -> a sentiment answer: correct (by the words "good"/"bad" in the text after the
   last ':' line) when the prompt contains `magic_word`, otherwise always `default_answer`.
+  At temperature ≥ 1 (sampling) without `magic_word`, answers vary from request to request.
   With a `response_format`, the answer comes wrapped as JSON `{"label": ...}`.
 Every request is recorded in `requests`.
 """
@@ -68,7 +69,11 @@ class FakeLLM:
             reply = text.split("Answer to grade:", 1)[1].split("\n", 1)[0].strip().lower().rstrip(".")
             top = text.split(" (best)", 1)[0].rsplit(" ", 1)[-1]
             return f"Score: {top}" if reply == gold else "1"
-        if self.magic_word in text:
+        if (request.get("temperature") or 0) >= 1.0 and self.magic_word not in text:
+            # sampling at temperature 1: answers vary from one request to the next (seeded, repeatable)
+            self._samples = getattr(self, "_samples", 0) + 1
+            label = "positive" if (self._samples * 7919) % 3 else "negative"
+        elif self.magic_word in text:
             example = text.rsplit(":", 1)[-1].lower()
             label = "negative" if "bad" in example else "positive"
         else:

@@ -92,12 +92,19 @@ def test_up_refuses_a_taken_port(monkeypatch):
 
 def test_optimizers_list():
     lines = invoke("optimizers", "list").splitlines()
-    assert [line.split(":")[0] for line in lines] == ["bootstrap", "copro", "gepa", "metaprompt", "mipro"]
+    assert [line.split(":")[0] for line in lines] == ["bootstrap", "copro", "gepa", "metaprompt", "mipro", "simba"]
     assert lines[1].startswith("copro: max_candidates=4, constrain_labels=True, breadth=4")
 
 
 @pytest.mark.parametrize("command", [["up"], ["down"], ["status"], ["optimize"], ["demo"], ["deploy"],
-                                     ["prompts", "register"], ["prompts", "show"], ["optimizers", "list"]])
+                                     ["prompts", "register"], ["prompts", "show"], ["optimizers", "list"],
+                                     ["prompts", "promote"], ["prompts", "approve"], ["prompts", "reject"],
+                                     ["prompts", "rollback"], ["prompts", "contract"], ["prompts", "search"],
+                                     ["prompts", "diff"], ["prompts", "export"], ["prompts", "import"],
+                                     ["audit", "log"], ["audit", "verify"], ["audit", "head"], ["audit", "export"],
+                                     ["policy", "show"], ["policy", "check"], ["policy", "apply"],
+                                     ["ab", "start"], ["ab", "status"], ["ab", "analyze"], ["ab", "stop"],
+                                     ["ab", "offline"]])
 def test_every_command_has_an_example(command):
     assert "Example:" in invoke(*command, "--help")
 
