@@ -87,8 +87,20 @@ class Governance:
         from promptyard.settings import get_settings
 
         settings = settings or get_settings()
-        return cls(registry or Registry(settings.tracking_uri), load_policy(settings.home_dir),
-                   user or current_user(), AuditLog(settings.audit_store_url))
+        governance = cls(registry or Registry(settings.tracking_uri), load_policy(settings.home_dir),
+                         user or current_user(), AuditLog(settings.audit_store_url))
+        governance.record_policy_change()
+        return governance
+
+    def record_policy_change(self) -> None:
+        """A policy file edited in place (e.g. merged in git) is audited the first time it is used."""
+        last = next((e for e in reversed(self.audit.entries()) if e.action == "policy" and e.prompt is None), None)
+        seen = json.loads(last.after).get("sha256") if last and last.after else None
+        if seen == self.policy.digest or (seen is None and self.policy.source == "built-in default"):
+            return
+        self.audit.append(self.user, "policy", before={"sha256": seen},
+                          after={"source": self.policy.source, "sha256": self.policy.digest},
+                          reason="policy in force changed (first use of this version)")
 
     def require(self, role: str, prompt: str, action: str) -> None:
         self.policy.require(self.user, role, prompt, action)

@@ -167,3 +167,17 @@ def test_offline_ab_run_is_evidence(team, registry, fake_llm, tmp_path):
     assert checks[0].run_id == result["run_id"] and "test on tickets" in checks[0].detail
     tags = registry.client.get_prompt_version("support-sentiment", 2).tags
     assert json.loads(tags["promptyard.approval.bob"])["alias"] == "production"
+
+
+def test_a_policy_file_edited_in_place_is_audited_on_first_use(team, registry):
+    def policy_entries():
+        return [e for e in team["alice"].audit.entries() if e.action == "policy"]
+
+    assert len(policy_entries()) == 1  # the team's policy, first used by the fixture
+    home = get_settings().home_dir
+    (home / "policy.yaml").write_text(POLICY.replace("approver: [bob, dave]", "approver: [bob]"))
+    Governance.from_settings(registry, user="carol")
+    Governance.from_settings(registry, user="alice")
+    entries = policy_entries()
+    assert len(entries) == 2 and entries[-1].user == "carol" and "first use" in entries[-1].reason
+    assert team["alice"].audit.verify() == len(team["alice"].audit.entries())
