@@ -155,6 +155,8 @@ def main() -> None:
             print(f"{dataset}: promptyard done in {ours['seconds']:.0f} s — {ours['decision']}", flush=True)
             theirs = run_mlflow(settings, data, dataset, args.metric_calls, ours["seed_test"])
             print(f"{dataset}: mlflow done in {theirs['seconds']:.0f} s — {theirs['decision']}", flush=True)
+            if ours["test"] is None:  # nothing registered and the test split untouched: the seed stays in place
+                ours.update(test=theirs["seed_test"], seed_test=theirs["seed_test"])
             rows += [(dataset, ours), (dataset, theirs)]
     finally:
         stack.down(settings, ("llm",))
