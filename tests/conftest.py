@@ -58,3 +58,12 @@ def registry():
     from promptyard.registry import Registry
 
     return Registry(get_settings().tracking_uri)
+
+
+@pytest.fixture
+def support(registry):
+    """Prompt `support` with versions 1 ("Be kind.") and 2 ("Be brief."), `production` on 1."""
+    registry.register("support", "Be kind.\n\nQ: {{question}}")
+    registry.register("support", "Be brief.\n\nQ: {{question}}")
+    registry.set_alias("support", "production", 1)
+    return registry

@@ -16,14 +16,6 @@ def invoke(*args, code=0):
     return result
 
 
-@pytest.fixture
-def support(registry):
-    registry.register("support", "Be kind.\n\nQ: {{question}}")
-    registry.register("support", "Be brief.\n\nQ: {{question}}")
-    registry.set_alias("support", "production", 1)
-    return registry
-
-
 def test_offline_ab_compares_two_versions_on_the_same_examples(fake_llm, tiny_dataset, registry):
     registry.register("sentiment", SEED_TEMPLATE)  # the fake always answers "positive": right on positives only
     registry.register("sentiment", SEED_TEMPLATE.replace("Classify", "Read carefully and classify"))

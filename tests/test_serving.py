@@ -14,14 +14,6 @@ from promptyard.settings import get_settings
 DOWN = "http://127.0.0.1:9"
 
 
-@pytest.fixture
-def support(registry):
-    registry.register("support", "Be kind.\n\nQ: {{question}}")
-    registry.register("support", "Be brief.\n\nQ: {{question}}")
-    registry.set_alias("support", "production", 1)
-    return registry
-
-
 def counting(client):
     calls = []
     fetch = client._fetch

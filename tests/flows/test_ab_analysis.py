@@ -12,14 +12,6 @@ from promptyard.experiments import Experiments
 from promptyard.serving import PromptClient
 
 
-@pytest.fixture
-def support(registry):
-    registry.register("support", "Be kind.\n\nQ: {{question}}")
-    registry.register("support", "Be kind and give the order status.\n\nQ: {{question}}")
-    registry.set_alias("support", "production", 1)
-    return registry
-
-
 def serve(units, rates, *, latency=None, seed=0):
     """App traffic: assign each unit, record a success with the version's true rate."""
     rng = random.Random(seed)
