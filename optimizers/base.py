@@ -8,6 +8,7 @@ entry-point group.
 from __future__ import annotations
 
 import inspect
+import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field, replace
 from importlib.metadata import entry_points
@@ -26,14 +27,37 @@ __all__ = [
     "get_optimizer",
     "available_optimizers",
     "label_response_format",
+    "format_keys",
 ]
 
 LABEL_FORMAT = "label_json"
 
 
-def label_response_format(task: OptimizationTask) -> dict[str, Any]:
-    """A JSON-schema response format whose only field must be one of the task's labels."""
-    key = task.label_field
+_NOT_KEYS = frozenset(
+    "classify classification answer answers decide determine given following this that these those with only "
+    "what which from into your text message input output possible reply respond label labels write read "
+    "choose return give best word words should must".split()
+)
+
+
+def format_keys(task: OptimizationTask, most: int = 3) -> list[str]:
+    """Names to try for the JSON answer field: the dataset's label field, then the first content words
+    of the instruction ("Classify the sentiment of ..." -> "sentiment"). Small models answer
+    noticeably better when the field says what is asked."""
+    keys = [task.label_field]
+    labels = {str(label).lower() for label in task.labels}
+    for word in re.findall(r"[a-z]+", task.seed.instruction.lower()):
+        if len(keys) >= most:
+            break
+        if len(word) >= 4 and word not in _NOT_KEYS and word not in labels and word not in keys:
+            keys.append(word)
+    return keys
+
+
+def label_response_format(task: OptimizationTask, key: str | None = None) -> dict[str, Any]:
+    """A JSON-schema response format whose only field (`key`, default the label field) must be one
+    of the task's labels."""
+    key = key or task.label_field
     return {
         "type": "json_schema",
         "json_schema": {
@@ -152,12 +176,18 @@ class Optimizer(ABC):
         candidates = found[: int(self.settings["max_candidates"])]
         if not (self.settings["constrain_labels"] and task.labels and not task.generation.response_format):
             return candidates
+        keys = format_keys(task)
         constrained = replace(task.generation, response_format=label_response_format(task))
-        seed_twin = Candidate(task.seed.text, source="seed", generation=constrained)
+        seed_twins = []
+        for key in keys:  # the seed with each answer-field name; proposals with the first
+            twin = Candidate(task.seed.text, source="seed",
+                             generation=replace(task.generation, response_format=label_response_format(task, key)))
+            twin.details = {"output_format": f"{LABEL_FORMAT}:{key}"}
+            seed_twins.append(twin)
         twins = [replace(c, train_score=None, generation=constrained) for c in candidates]
-        for candidate in [seed_twin, *twins]:
-            candidate.details = {**candidate.details, "output_format": LABEL_FORMAT}
-        return [*candidates, seed_twin, *twins]
+        for candidate in twins:
+            candidate.details = {**candidate.details, "output_format": f"{LABEL_FORMAT}:{keys[0]}"}
+        return [*candidates, *seed_twins, *twins]
 
     @abstractmethod
     def optimize(self, task: OptimizationTask, *, task_lm: Any, proposer_lm: Any) -> list[Candidate]:

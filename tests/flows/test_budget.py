@@ -49,7 +49,8 @@ def test_a_rerun_costs_nothing_from_the_cache(fake_llm, tiny_dataset, seeded, mo
     second = run(tiny_dataset, optimizer_settings={"breadth": 2, "depth": 1, "train_size": 8}, max_candidates=1,
                  budget_calls=400)
     assert len(fake_llm.chat_requests()) == made  # zero new requests
-    assert second["budget"]["calls"] == 0 and second["budget"]["cached"] == first["budget"]["calls"]
+    total = first["budget"]["calls"] + first["budget"]["cached"]  # other tests may have filled the cache already
+    assert second["budget"]["calls"] == 0 and second["budget"]["cached"] == total
 
 
 @pytest.mark.parametrize("kwargs, message", [

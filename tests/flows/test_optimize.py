@@ -129,7 +129,7 @@ def test_label_constrained_output_is_a_candidate(fake_llm, tiny_dataset, seeded)
     requests = [r for r in fake_llm.chat_requests("task") if r.get("response_format")]
     assert requests and requests[0]["response_format"]["json_schema"]["schema"]["properties"]["label"]["enum"] == [
         "positive", "negative"]
-    assert len(summary["candidates"]) == 3  # one proposal, the seed and the proposal constrained
+    assert len(summary["candidates"]) == 5  # one proposal; the seed constrained with 3 field names; the proposal constrained
 
 
 @pytest.mark.parametrize(

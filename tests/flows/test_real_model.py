@@ -57,7 +57,7 @@ def test_flow_on_the_real_model(bundled_llm, registry, monkeypatch):
         [client.get_run(summary["parent_run_id"]).info.experiment_id],
         filter_string=f"tags.mlflow.parentRunId = '{summary['parent_run_id']}'")
     templates = {c.data.params["template"] for c in children}
-    assert len(children) == 3 and len(templates) == 2 and DEMO_TEMPLATE in templates
+    assert len(children) == 5 and len(templates) == 2 and DEMO_TEMPLATE in templates  # + 3 seed, 1 proposal format twins
     assert all(c.data.metrics["validation_lm_calls"] == 12 for c in children)
     assert summary["test"]["n"] == 20
     assert (summary["registered_version"] is not None) == (summary["test"]["low"] > 0)

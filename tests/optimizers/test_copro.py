@@ -45,9 +45,12 @@ def test_label_constrained_twins(fake_llm):
     candidates = get_optimizer("copro", breadth=2, depth=1, train_size=4).propose(
         task, task_lm=task_lm, proposer_lm=proposer_lm)
     assert [(c.source, c.details.get("output_format")) for c in candidates] == [
-        ("copro", None), ("seed", "label_json"), ("copro", "label_json")]
+        ("copro", None), ("seed", "label_json:label"), ("seed", "label_json:sentiment"), ("seed", "label_json:review"),
+        ("copro", "label_json:label")]
     assert candidates[1].template == SEED_TEMPLATE
-    assert candidates[2].generation.response_format == label_response_format(task)
+    assert candidates[4].generation.response_format == label_response_format(task)
+    schema = candidates[2].generation.response_format["json_schema"]["schema"]
+    assert schema["required"] == ["sentiment"] and schema["properties"]["sentiment"]["enum"] == ["positive", "negative"]
 
 
 def test_registered_by_entry_point():
