@@ -323,8 +323,10 @@ def optimize_prompt(
         if stops:
             summary["decision"] += f" (budget: {'; '.join(stops)})"
         summary["budget"] = budget.summary()
+        summary["cost_usd"] = settings.cost(budget.prompt_tokens, budget.completion_tokens)
         tracker.log(parent_id, tags={"promptyard.decision": summary["decision"]},
-                    metrics={"lm_calls": budget.calls, "lm_tokens": budget.tokens, "lm_calls_cached": budget.cached})
+                    metrics={"lm_calls": budget.calls, "lm_tokens": budget.tokens, "lm_calls_cached": budget.cached,
+                             "lm_cost_usd": summary["cost_usd"], "run_seconds": budget.elapsed})
         if best_index is not None:
             tracker.log_text(parent_id, optimization_report(
                 title=f"Optimization of {seed_prompt.name} version {seed_prompt.version} on {data.card.name}",

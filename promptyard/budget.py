@@ -28,6 +28,8 @@ class Budget:
     max_seconds: float | None = None
     calls: int = 0
     tokens: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
     cached: int = 0
     reserved: int = 0  # calls held back for a later phase
     started: float = field(default_factory=time.monotonic)
@@ -73,7 +75,8 @@ class Budget:
                 raise BudgetExhausted(f"budget spent: {reason}")
             self._in_flight += requests
 
-    def end_call(self, *, cached: bool, tokens: int, requests: int = 1) -> None:
+    def end_call(self, *, cached: bool, tokens: int, requests: int = 1, prompt_tokens: int = 0,
+                 completion_tokens: int = 0) -> None:
         """Record requests that went out (a failed one counts: the endpoint may have done the work)."""
         with self._lock:
             self._in_flight -= requests
@@ -82,11 +85,14 @@ class Budget:
             else:
                 self.calls += requests
                 self.tokens += tokens
+                self.prompt_tokens += prompt_tokens
+                self.completion_tokens += completion_tokens
 
     def can_afford(self, calls: int) -> bool:
         """Whether `calls` more requests fit in the call budget (ignoring the reserve)."""
         return self.max_calls is None or self.calls + calls <= self.max_calls
 
     def summary(self) -> dict:
-        return {"calls": self.calls, "tokens": self.tokens, "cached": self.cached, "seconds": round(self.elapsed, 1),
+        return {"calls": self.calls, "tokens": self.tokens, "prompt_tokens": self.prompt_tokens,
+                "completion_tokens": self.completion_tokens, "cached": self.cached, "seconds": round(self.elapsed, 1),
                 "max_calls": self.max_calls, "max_tokens": self.max_tokens, "max_seconds": self.max_seconds}

@@ -124,7 +124,9 @@ def _budgeted_lm_class():
             finally:
                 usage = (response.get("usage") if response is not None else None) or {}
                 cached = bool(response is not None and response.get("cache_hit", False))
-                self.budget.end_call(cached=cached, tokens=int(usage.get("total_tokens", 0) or 0), requests=requests)
+                self.budget.end_call(cached=cached, tokens=int(usage.get("total_tokens", 0) or 0), requests=requests,
+                                     prompt_tokens=int(usage.get("prompt_tokens", 0) or 0),
+                                     completion_tokens=int(usage.get("completion_tokens", 0) or 0))
 
     return BudgetedLM
 

@@ -32,6 +32,7 @@ def test_the_call_budget_stops_the_search_keeps_proposals_and_still_gates_on_tes
     assert summary["registered_version"] == 2  # the proposal kept ("... carefully ...") earned its place
     run_metrics = seeded.client.get_run(summary["parent_run_id"]).data.metrics
     assert run_metrics["lm_calls"] == summary["budget"]["calls"]
+    assert run_metrics["lm_tokens"] == summary["budget"]["prompt_tokens"] + summary["budget"]["completion_tokens"] > 0
 
 
 def test_without_a_budget_the_same_search_makes_more_calls(fake_llm, tiny_dataset, seeded):

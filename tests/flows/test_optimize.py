@@ -244,6 +244,7 @@ def test_pareto_plot_and_budgets(fake_llm, tiny_dataset, seeded, monkeypatch):
     assert summary["decision"] == "no candidate fits the cost/latency budgets; nothing registered"
     parent, children = child_runs(summary)
     assert all(c.data.metrics["validation_cost_per_example"] > 1 for c in children)
+    assert parent.data.metrics["lm_cost_usd"] == summary["cost_usd"] == summary["budget"]["prompt_tokens"] > 0
     assert summary["pareto_front"]
     client = mlflow.MlflowClient(get_settings().tracking_uri)
     assert "pareto.png" in {a.path for a in client.list_artifacts(parent.info.run_id)}
