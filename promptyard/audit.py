@@ -111,13 +111,25 @@ class AuditLog:
         with self.engine.connect() as conn:
             return [AuditEntry(**row._mapping) for row in conn.execute(query)]
 
+    def last(self, action: str | None = None, *, without_prompt: bool = False) -> AuditEntry | None:
+        """The newest entry (of `action`; with `without_prompt`, only entries about no prompt)."""
+        query = sa.select(_entries).order_by(_entries.c.seq.desc()).limit(1)
+        if action:
+            query = query.where(_entries.c.action == action)
+        if without_prompt:
+            query = query.where(_entries.c.prompt.is_(None))
+        with self.engine.connect() as conn:
+            row = conn.execute(query).first()
+        return AuditEntry(**row._mapping) if row else None
+
     def head(self) -> str:
-        entries = self.entries()
-        return f"{entries[-1].seq}:{entries[-1].hash}" if entries else f"0:{GENESIS}"
+        newest = self.last()
+        return f"{newest.seq}:{newest.hash}" if newest else f"0:{GENESIS}"
 
     def problems(self, expected_head: str | None = None) -> Iterator[str]:
         previous_hash, expected_seq = GENESIS, 1
-        for entry in self.entries():
+        entries = self.entries()
+        for entry in entries:
             if entry.seq != expected_seq:
                 yield (f"entry {expected_seq}" + (f"..{entry.seq - 1}" if entry.seq - 1 > expected_seq else "")
                        + " is missing (deleted)")
@@ -128,7 +140,7 @@ class AuditLog:
             previous_hash, expected_seq = entry.hash, entry.seq + 1
         if expected_head:
             seq, _, digest = expected_head.partition(":")
-            found = {e.seq: e.hash for e in self.entries()}
+            found = {e.seq: e.hash for e in entries}
             if not seq.isdigit() or found.get(int(seq)) != digest:
                 yield f"the recorded head {expected_head} is not in the log (entries after it were removed or rewritten)"
 

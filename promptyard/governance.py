@@ -94,7 +94,7 @@ class Governance:
 
     def record_policy_change(self) -> None:
         """A policy file edited in place (e.g. merged in git) is audited the first time it is used."""
-        last = next((e for e in reversed(self.audit.entries()) if e.action == "policy" and e.prompt is None), None)
+        last = self.audit.last("policy", without_prompt=True)
         seen = json.loads(last.after).get("sha256") if last and last.after else None
         if seen == self.policy.digest or (seen is None and self.policy.source == "built-in default"):
             return

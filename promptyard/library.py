@@ -33,10 +33,6 @@ def _user_tags(tags: dict[str, str] | None) -> dict[str, str]:
     return {k: v for k, v in (tags or {}).items() if not k.startswith(("mlflow.", "promptyard.", "_"))}
 
 
-def _latest(registry: Registry, name: str):
-    return registry.get(name)
-
-
 def search_prompts(registry: Registry, *, tags: dict[str, str | None] | None = None, text: str | None = None,
                    namespace: str | None = None) -> list[dict[str, Any]]:
     """Prompts whose tags match (key, or key=value, on the prompt or its latest version) and whose
@@ -45,7 +41,7 @@ def search_prompts(registry: Registry, *, tags: dict[str, str | None] | None = N
     for prompt in registry.list():
         if namespace and not prompt.name.startswith(namespace):
             continue
-        latest = _latest(registry, prompt.name)
+        latest = registry.get(prompt.name)
         all_tags = {**_user_tags(latest.tags), **_user_tags(prompt.tags)}
         if any(key not in all_tags or (value is not None and all_tags[key] != value)
                for key, value in (tags or {}).items()):
@@ -92,7 +88,7 @@ def export_prompts(governance: Governance, folder: Path, *, namespace: str | Non
     for prompt in registry.list():
         if namespace and not prompt.name.startswith(namespace):
             continue
-        latest = _latest(registry, prompt.name)
+        latest = registry.get(prompt.name)
         template = registry.template_text(latest)
         contract = governance.contract(prompt.name)
         aliases = {a: int(v.version) for v in registry.versions(prompt.name) for a in v.aliases}
@@ -169,7 +165,7 @@ def import_prompts(governance: Governance, folder: Path, *, dry_run: bool = Fals
     for path, data, generation, tags, contract in plans:
         name = data["name"]
         prompt = governance.registry.client.get_prompt(name)
-        latest = _latest(governance.registry, name) if prompt is not None else None
+        latest = governance.registry.get(name) if prompt is not None else None
         changed = latest is None or governance.registry.template_text(latest) != data["template"] or \
             governance.registry.generation(latest) != generation
         action, version = "unchanged", int(latest.version) if latest else 0

@@ -88,21 +88,12 @@ def make_lm(endpoint: Endpoint, *, cache: bool = True, budget=None, **defaults: 
 
     defaults.setdefault("temperature", 0.0)
     defaults.setdefault("max_tokens", 256)
+    lm_class = dspy.LM if budget is None else _budgeted_lm_class()
+    lm = lm_class(f"openai/{endpoint.model}", api_base=endpoint.base_url, api_key=endpoint.api_key.get_secret_value(),
+                  cache=cache, num_retries=2, timeout=endpoint.timeout, **defaults)
     if budget is not None:
-        lm = _budgeted_lm_class()(
-            f"openai/{endpoint.model}", api_base=endpoint.base_url, api_key=endpoint.api_key.get_secret_value(),
-            cache=cache, num_retries=2, timeout=endpoint.timeout, **defaults)
         lm.budget = budget  # shared by reference with the copies DSPy optimizers make
-        return lm
-    return dspy.LM(
-        f"openai/{endpoint.model}",
-        api_base=endpoint.base_url,
-        api_key=endpoint.api_key.get_secret_value(),
-        cache=cache,
-        num_retries=2,
-        timeout=endpoint.timeout,
-        **defaults,
-    )
+    return lm
 
 
 @lru_cache(maxsize=1)

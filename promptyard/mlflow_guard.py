@@ -20,6 +20,7 @@ PROMPTYARD_POLICY_FILE / PROMPTYARD_AUDIT_URL); users are MLflow's basic-auth us
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -41,18 +42,27 @@ def create_app(app=None):
     return served
 
 
-def _governance(user: str):
+@functools.lru_cache(maxsize=1)
+def _stores():
+    """The server's registry and audit log, opened once per server process."""
     from mlflow.server.constants import BACKEND_STORE_URI_ENV_VAR, REGISTRY_STORE_URI_ENV_VAR
 
     from promptyard.audit import AuditLog
-    from promptyard.governance import Governance
-    from promptyard.policy import load_policy
     from promptyard.registry import Registry
     from promptyard.settings import get_settings
 
-    settings = get_settings()
     uri = os.environ.get(REGISTRY_STORE_URI_ENV_VAR) or os.environ[BACKEND_STORE_URI_ENV_VAR]
-    return Governance(Registry(uri), load_policy(settings.home_dir), user, AuditLog(settings.audit_store_url))
+    return Registry(uri), AuditLog(get_settings().audit_store_url)
+
+
+def _governance(user: str):
+    """The acting user under the policy in force (read per request: an edited policy applies at once)."""
+    from promptyard.governance import Governance
+    from promptyard.policy import load_policy
+    from promptyard.settings import get_settings
+
+    registry, audit = _stores()
+    return Governance(registry, load_policy(get_settings().home_dir), user, audit)
 
 
 def _body() -> dict:

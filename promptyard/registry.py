@@ -114,10 +114,15 @@ class Registry:
     # -- reading -------------------------------------------------------------------------------
     def get(self, ref: str | PromptRef):
         """The prompt version a reference points to, or `PromptNotFoundError`."""
+        return self.get_with_prompt(ref)[0]
+
+    def get_with_prompt(self, ref: str | PromptRef):
+        """(version, prompt): the version a reference points to and its prompt (prompt-level tags)."""
         from mlflow.exceptions import MlflowException
 
         ref = ref if isinstance(ref, PromptRef) else PromptRef.parse(ref)
-        if self.client.get_prompt(ref.name) is None:
+        prompt = self.client.get_prompt(ref.name)
+        if prompt is None:
             known = ", ".join(p.name for p in self.list()[:20]) or "none yet"
             raise PromptNotFoundError(
                 f"No prompt named {ref.name!r} in the registry at {self.tracking_uri} (known: {known}). "
@@ -141,7 +146,7 @@ class Registry:
                 f"{', '.join(aliases) or 'none'}. Use one of those, or set the alias with "
                 f"`promptyard prompts alias {ref.name} ALIAS VERSION`."
             )
-        return found
+        return found, prompt
 
     def versions(self, name: str) -> list:
         """Every version of `name` with its aliases, newest first."""

@@ -209,11 +209,8 @@ class PromptClient:
     def _fetch(self, ref: str) -> ServedPrompt:
         self._probe()
         parsed = PromptRef.parse(ref)
-        version = self.registry.get(parsed)
-        experiment = None
-        if parsed.alias:
-            tags = self.registry.client.get_prompt(parsed.name).tags or {}
-            experiment = tags.get(tag_key(parsed.alias))
+        version, found = self.registry.get_with_prompt(parsed)  # one read for the version and the split
+        experiment = (found.tags or {}).get(tag_key(parsed.alias)) if parsed.alias else None
         prompt = ServedPrompt(
             name=version.name, version=int(version.version), template=self.registry.template_text(version),
             model_config=dict(version.model_config or {}), response_format=version.response_format,
