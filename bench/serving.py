@@ -15,11 +15,11 @@ import threading
 import time
 from pathlib import Path
 
-import promptyard  # noqa: F401  (offline environment first)
-from promptyard import stack
 from promptyard.registry import Registry
+from promptyard.runtime import Settings, apply_offline_env, stack
 from promptyard.serving import PromptClient
-from promptyard.settings import Settings
+
+apply_offline_env()
 
 
 def free_port() -> int:
@@ -90,7 +90,7 @@ def main() -> None:
         restarted.get(ref)
 
         # A/B: assignment (hash + exposure row) and outcome writes on the default SQLite store
-        from promptyard.experiments import Experiments
+        from promptyard.serving import Experiments
 
         registry.register("support", "Be brief.\n\nQ: {{question}}")
         Experiments(registry).start(ref, {int(version.version): 0.5, int(version.version) + 1: 0.5})

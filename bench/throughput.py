@@ -22,12 +22,12 @@ _home = Path(tempfile.mkdtemp(prefix="promptyard-bench-"))
 os.environ.update(PROMPTYARD_HOME=str(_home), PROMPTYARD_MLFLOW_TRACKING_URI=f"sqlite:///{_home / 'mlflow.db'}",
                   PROMPTYARD_LM_CACHE="false", PREFECT_LOGGING_LEVEL="WARNING", MLFLOW_LOGGING_LEVEL="WARNING")
 
-import promptyard  # noqa: E402,F401
 from fake_llm import FakeLLM  # noqa: E402
 from helpers import SEED_TEMPLATE, tiny_rows  # noqa: E402
-from promptyard.lm import Endpoint, make_lm  # noqa: E402
-from promptyard.metrics import get_metric  # noqa: E402
-from promptyard.scoring import score_template  # noqa: E402
+from promptyard.evaluation import get_metric, score_template  # noqa: E402
+from promptyard.runtime import Endpoint, apply_offline_env, make_lm  # noqa: E402
+
+apply_offline_env()
 
 METRIC = get_metric("exact_label", ["positive", "negative"])
 
@@ -44,7 +44,7 @@ def dspy_evaluate(lm, rows, concurrency: int) -> float:
 
     from optimizers import OptimizationTask
     from optimizers.program import adapter_for, dspy_metric, program_for, trainset_for
-    from promptyard.templates import Template
+    from promptyard.registry import Template
 
     task = OptimizationTask(Template.parse(SEED_TEMPLATE), rows, ["text"], "label", METRIC)
     evaluate = dspy.Evaluate(devset=trainset_for(task), metric=dspy_metric(task), num_threads=concurrency,
@@ -61,26 +61,26 @@ def overhead(lm, rows, candidates: int, concurrency: int) -> tuple[float, float]
     from prefect import flow
     from prefect.task_runners import ThreadPoolTaskRunner
 
-    from flows.optimize import Seed, evaluate_candidate
-    from optimizers import Candidate
-    from promptyard.data import load_dataset
-    from promptyard.lm import GenerationConfig
-    from promptyard.settings import get_settings
-    from promptyard.templates import Template
-    from promptyard.tracking import Tracker
+    from flows.optimize_tasks import LMSpec, evaluate_candidate
     from helpers import write_dataset
+    from optimizers import Candidate
+    from promptyard.evaluation import load_dataset
+    from promptyard.optimization import SeedPrompt
+    from promptyard.runtime import Budget, Tracker, get_settings
 
     data = load_dataset(write_dataset(_home / "datasets" / "bench", tiny_rows(len(rows) + 60), test=40, validation=len(rows)))
     validation = data.rows("validation")
+    os.environ["PROMPTYARD_LM_BASE_URL"], os.environ["PROMPTYARD_LM_MODEL"] = lm.kwargs["api_base"], "fake"
+    get_settings.cache_clear()
     tracker = Tracker(get_settings().tracking_uri, "bench")
-    seed = Seed("bench", 1, Template.parse(SEED_TEMPLATE), GenerationConfig())
+    seed = SeedPrompt("bench", 1, SEED_TEMPLATE)
+    spec = LMSpec(Budget().open(), cache=False, concurrency=concurrency // 2)
 
     @flow(task_runner=ThreadPoolTaskRunner(max_workers=2))
     def score_and_log() -> None:
         parent = tracker.start_run("bench")
-        futures = [evaluate_candidate.submit(i, Candidate(SEED_TEMPLATE, "bench"), validation, data, lm,
-                                             concurrency // 2, tracker, parent, seed, {}, get_settings())
-                   for i in range(1, candidates + 1)]
+        futures = [evaluate_candidate.submit(i, Candidate(SEED_TEMPLATE, "bench"), validation, data.card, spec, parent,
+                                             seed, {}) for i in range(1, candidates + 1)]
         [future.result() for future in futures]
         tracker.finish(parent)
 

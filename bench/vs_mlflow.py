@@ -48,8 +48,8 @@ class Counter:
 
 
 def score_on_test(settings, data, template: str, generation=None):
-    from promptyard.lm import Endpoint, make_lm
-    from promptyard.scoring import score_template
+    from promptyard.runtime import Endpoint, make_lm
+    from promptyard.evaluation import score_template
 
     return score_template(template, data.rows("test"), lm=make_lm(Endpoint.from_settings(settings), cache=True),
                           metric=data.metric(), input_fields=data.card.input_fields, label_field=data.card.label_field,
@@ -65,16 +65,15 @@ def run_ours(settings, dataset: str, metric_calls: int) -> dict:
     seed = registry.register(name, SEEDS[dataset])
     registry.set_alias(name, "production", int(seed.version))
     started = time.perf_counter()
-    summary = optimize_prompt(prompt=f"{name}@production", dataset=dataset, optimizer="gepa",
-                              optimizer_settings={"max_metric_calls": metric_calls, "train_size": TRAIN},
-                              max_candidates=3)
+    result = optimize_prompt(prompt=f"{name}@production", dataset=dataset,
+                             optimizer={"name": "gepa", "max_metric_calls": metric_calls, "train_size": TRAIN,
+                                        "max_candidates": 3})
     seconds = time.perf_counter() - started
-    test = summary.get("test")
-    registered = summary["registered_version"]
-    score = test["candidate"] if registered else (test["baseline"] if test else None)
-    return {"system": "promptyard gepa", "registered": registered, "test": score, "seed_test": test and test["baseline"],
-            "interval": test and (test["low"], test["high"]), "calls": summary["budget"]["calls"],
-            "seconds": seconds, "decision": summary["decision"]}
+    test, registered = result.test, result.registered_version
+    score = test.candidate if registered else (test.baseline if test else None)
+    return {"system": "promptyard gepa", "registered": registered, "test": score, "seed_test": test and test.baseline,
+            "interval": test and (test.low, test.high), "calls": result.budget.calls,
+            "seconds": seconds, "decision": result.decision}
 
 
 def run_mlflow(settings, data, dataset: str, metric_calls: int, seed_test: float | None) -> dict:
@@ -84,7 +83,7 @@ def run_mlflow(settings, data, dataset: str, metric_calls: int, seed_test: float
     from mlflow.genai.optimize.optimizers import GepaPromptOptimizer
     from mlflow.genai.scorers import scorer
 
-    from promptyard.stats import paired_bootstrap
+    from promptyard.evaluation import paired_bootstrap
 
     mlflow.set_tracking_uri(settings.tracking_uri)
     mlflow.set_registry_uri(settings.tracking_uri)
@@ -138,11 +137,10 @@ def main() -> None:
     os.environ.update({"PROMPTYARD_HOME": str(home), "PROMPTYARD_LLM_PORT": str(free_port()),
                        "PROMPTYARD_MLFLOW_TRACKING_URI": f"sqlite:///{home / 'mlflow.db'}",
                        "PROMPTYARD_EXPERIMENT": "vs-mlflow", "MLFLOW_LOGGING_LEVEL": "WARNING"})
-    import promptyard  # noqa: F401  (offline environment)
-    from promptyard import stack
-    from promptyard.data import load_dataset
-    from promptyard.settings import get_settings
+    from promptyard.evaluation import load_dataset
+    from promptyard.runtime import apply_offline_env, get_settings, stack
 
+    apply_offline_env()
     logging.getLogger("mlflow").setLevel(logging.WARNING)
     settings = get_settings()
     print(f"starting the bundled LLM on {settings.lm_url} ...")

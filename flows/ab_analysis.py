@@ -15,14 +15,11 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from promptyard.analysis import Analysis, analyze, plot_over_time
 from promptyard.errors import PermissionDeniedError
-from promptyard.events import EventStore, Observation
-from promptyard.experiments import Experiment, Experiments
 from promptyard.governance import evidence_tags
 from promptyard.registry import Registry
-from promptyard.settings import get_settings
-from promptyard.tracking import Tracker
+from promptyard.runtime import Tracker, apply_offline_env, get_settings
+from promptyard.serving import Analysis, EventStore, Experiment, Experiments, Observation, analyze, plot_over_time
 
 __all__ = ["analyze_experiment"]
 
@@ -73,7 +70,7 @@ def log_analysis(tracking_uri: str, mlflow_experiment: str, experiment: Experime
     tracker.log_text(run_id, json.dumps(analysis.as_dict(), indent=2, default=float), "analysis.json")
     with tempfile.TemporaryDirectory() as tmp:
         png = plot_over_time(experiment, observations, Path(tmp) / "metric_over_time.png")
-        tracker.client.log_artifact(run_id, str(png))
+        tracker.log_artifact(run_id, str(png))
     tracker.finish(run_id)
     return run_id, tracker.run_url(run_id)
 
@@ -98,7 +95,13 @@ def apply_decision(tracking_uri: str, experiment: Experiment, analysis: Analysis
 
 @flow(name="ab-analysis", log_prints=True)
 def analyze_experiment(prompt: str, apply: bool = True) -> dict[str, Any]:
-    """Analyse the experiment running on `prompt` (NAME@ALIAS); with `apply`, act on the decision."""
+    """Analyse the experiment running on `prompt` (NAME@ALIAS); with `apply`, act on the decision.
+
+    Args:
+        prompt: The alias under test, NAME@ALIAS (e.g. support@production).
+        apply: Promote, roll back or reallocate as decided; false only analyses and logs.
+    """
+    apply_offline_env()
     logger = get_run_logger()
     settings = get_settings()
     registry = Registry(settings.tracking_uri)

@@ -12,21 +12,20 @@ inputs as text, and the whole reply as the single output.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from typing import Any
 
 import dspy
 
-from promptyard.metrics import Metric
-from promptyard.templates import Template
+from optimizers.proposals import clean_proposal
+from promptyard.evaluation import Metric
+from promptyard.registry import Template
 
 __all__ = [
     "TemplateAdapter",
     "OUTPUT_FIELD",
     "GOLD_FIELD",
     "task_signature",
-    "clean_proposal",
     "SHORT_PROPOSER_INSTRUCTIONS",
 ]
 
@@ -55,32 +54,11 @@ SHORT_PROPOSER_INSTRUCTIONS: Mapping[str, str] = {
 # the inputs a plain proposer prompt shows, when a signature has many (SIMBA's feedback has 13)
 _PLAIN_INPUTS = {"worse_program_outputs": ("program_inputs", "worse_program_outputs", "better_program_outputs")}
 
-_LEADING_LABEL = re.compile(
-    r"^\s*[*#>\-\s]*(?:(?:new|improved|proposed|rewritten|better)\s+)?instructions?\s*(?:#\s*\d+)?\s*[:\-]\s*",
-    re.IGNORECASE,
-)
-
-
-_SCORE_LINE = re.compile(r"^\s*(?:resulting\s+)?score\b", re.IGNORECASE)
-
-
 def task_signature(task_inputs: list[str], instruction: str) -> type[dspy.Signature]:
     """The DSPy signature of a template: its variables in, one text out."""
     fields = {name: (str, dspy.InputField()) for name in task_inputs}
     fields[OUTPUT_FIELD] = (str, dspy.OutputField())
     return dspy.Signature(fields, instruction)
-
-
-def clean_proposal(text: str) -> str:
-    """The instruction inside a proposer's reply: label, quotes and trailing chatter removed."""
-    text = _LEADING_LABEL.sub("", text.strip(), count=1).lstrip("*#> ")
-    first = text.split("\n\n")[0].strip()
-    kept = []
-    for line in first.splitlines():  # small models echo the score lines of their prompt
-        if _SCORE_LINE.match(line):
-            break
-        kept.append(line)
-    return "\n".join(kept).strip().strip('"').strip("'").strip()[:800]
 
 
 class TemplateAdapter(dspy.Adapter):

@@ -1,147 +1,54 @@
 """The optimizer interface: a seed template and training examples in, candidate templates out.
 
 Optimizers never log, register or orchestrate: the flow scores, logs and registers what they
-return. Built-in and third-party optimizers are found through the `promptyard.optimizers`
-entry-point group.
+return. Each optimizer declares its settings as a pydantic model (typed fields with defaults and
+descriptions) and its search in `optimize`; `propose` adds what every optimizer shares: the cut
+to `max_candidates`, the proposals kept when the budget runs out, and label-constrained twins.
 """
 
 from __future__ import annotations
 
-import inspect
-import re
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field, replace
-from importlib.metadata import entry_points
 from typing import Any, ClassVar
 
-from promptyard.budget import BudgetExhausted
-from promptyard.errors import OptimizerError, TemplateError
-from promptyard.lm import GenerationConfig
-from promptyard.metrics import Metric
-from promptyard.templates import Template
+from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = [
-    "Candidate",
-    "OptimizationTask",
-    "Optimizer",
-    "get_optimizer",
-    "available_optimizers",
-    "label_response_format",
-    "format_keys",
-]
+from optimizers.output_format import with_label_twins
+from optimizers.task import Candidate, OptimizationTask
+from promptyard.errors import BudgetExhausted, OptimizerError
 
-LABEL_FORMAT = "label_json"
+__all__ = ["Candidate", "OptimizationTask", "Optimizer", "OptimizerSettings"]
 
 
-_NOT_KEYS = frozenset(
-    "classify classification answer answers decide determine given following this that these those with only "
-    "what which from into your text message input output possible reply respond label labels write read "
-    "choose return give best word words should must".split()
-)
+class OptimizerSettings(BaseModel):
+    """Settings every optimizer takes. Each optimizer subclasses this with `name: Literal[...]`."""
 
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
-def format_keys(task: OptimizationTask, most: int = 3) -> list[str]:
-    """Names to try for the JSON answer field: the dataset's label field, then the first content words
-    of the instruction ("Classify the sentiment of ..." -> "sentiment"). Small models answer
-    noticeably better when the field says what is asked."""
-    keys = [task.label_field]
-    labels = {str(label).lower() for label in task.labels}
-    for word in re.findall(r"[a-z]+", task.seed.instruction.lower()):
-        if len(keys) >= most:
-            break
-        if len(word) >= 4 and word not in _NOT_KEYS and word not in labels and word not in keys:
-            keys.append(word)
-    return keys
-
-
-def label_response_format(task: OptimizationTask, key: str | None = None) -> dict[str, Any]:
-    """A JSON-schema response format whose only field (`key`, default the label field) must be one
-    of the task's labels."""
-    key = key or task.label_field
-    return {
-        "type": "json_schema",
-        "json_schema": {
-            "name": "answer",
-            "strict": True,
-            "schema": {
-                "type": "object",
-                "properties": {key: {"type": "string", "enum": list(task.labels)}},
-                "required": [key],
-                "additionalProperties": False,
-            },
-        },
-    }
-
-
-@dataclass
-class OptimizationTask:
-    """What an optimizer works on."""
-
-    seed: Template
-    trainset: list[dict]
-    input_fields: list[str]
-    label_field: str
-    metric: Metric
-    generation: GenerationConfig = field(default_factory=GenerationConfig)
-    labels: list[str] = field(default_factory=list)
-    proposer_style: str = "plain"  # "plain" for small models, "standard" for DSPy's own adapters
-    random_seed: int = 0
-    budget: Any = None  # a promptyard Budget shared by every LM of the run, if any
-    proposals: list[str] = field(default_factory=list)  # every instruction the proposer wrote, in order
-
-    def record_proposal(self, instruction: str) -> None:
-        if instruction and instruction.strip():
-            self.proposals.append(instruction.strip())
-
-    def __post_init__(self) -> None:
-        if not self.seed.instruction.strip():
-            raise TemplateError(
-                "The template has no instruction before its first {{variable}} paragraph, so there "
-                "is nothing to optimize: start it with an instruction paragraph, then a blank line."
-            )
-
-
-@dataclass
-class Candidate:
-    """One proposed template and what the optimizer knew of it."""
-
-    template: str
-    source: str
-    train_score: float | None = None
-    generation: GenerationConfig = field(default_factory=GenerationConfig)
-    details: dict[str, Any] = field(default_factory=dict)
-
-
-_COMMON_SETTINGS = {
-    "max_candidates": 4,  # proposals returned to the flow, best first
-    # also try the seed and each proposal with the answer constrained to the label set (JSON schema)
-    "constrain_labels": True,
-}
+    name: str = Field(description="The optimizer (`promptyard optimizers list`).")
+    max_candidates: int = Field(4, ge=1, le=64, description="Proposals returned to the flow, best first.")
+    constrain_labels: bool = Field(
+        True, description="Also try the seed and each proposal with the answer constrained to the label set "
+        "(a JSON-schema response format).")
 
 
 class Optimizer(ABC):
-    """Every setting is a constructor keyword with a default; `get_params()` returns them."""
+    """An optimizer with validated settings (`self.settings`, an instance of `Settings`)."""
 
     name: ClassVar[str] = "optimizer"
+    Settings: ClassVar[type[OptimizerSettings]] = OptimizerSettings
     min_train: ClassVar[int] = 2
+    stopped: str | None = None  # why the last `propose` ended early (a spent budget), if it did
 
-    def __init__(self, **settings: Any):
-        accepted = self.accepted_settings()
-        unknown = sorted(set(settings) - set(accepted))
-        if unknown:
-            raise OptimizerError(
-                f"Optimizer {self.name!r} does not accept {', '.join(unknown)}; it accepts: "
-                + ", ".join(f"{k} (default {v!r})" for k, v in accepted.items())
-            )
-        self.settings = {**accepted, **settings}
-
-    @classmethod
-    def accepted_settings(cls) -> dict[str, Any]:
-        """The settings and their defaults, read from `defaults`."""
-        return {**_COMMON_SETTINGS, **getattr(cls, "defaults", {})}
+    def __init__(self, settings: OptimizerSettings | None = None):
+        self.settings = settings if settings is not None else self.Settings()
+        if not isinstance(self.settings, self.Settings):
+            raise OptimizerError(f"Optimizer {self.name!r} takes {self.Settings.__name__}, "
+                                 f"got {type(self.settings).__name__}.")
 
     def get_params(self) -> dict[str, Any]:
-        return dict(self.settings)
+        """The settings as plain values (logged as MLflow params)."""
+        return self.settings.model_dump(exclude={"name"})
 
     def check(self, task: OptimizationTask) -> None:
         if len(task.trainset) < self.min_train:
@@ -150,13 +57,13 @@ class Optimizer(ABC):
                 f"split has {len(task.trainset)}. Add examples or lower the validation/test sizes."
             )
 
-    stopped: str | None = None  # why the last `propose` ended early (a spent budget), if it did
-
     def propose(self, task: OptimizationTask, *, task_lm: Any, proposer_lm: Any) -> list[Candidate]:
         """`optimize`, cut to `max_candidates`, plus label-constrained twins when asked for.
 
         When the run's budget is spent mid-search, the instructions proposed so far become the
         candidates (best kept, not lost) and `stopped` says why."""
+        from optimizers.output_format import with_label_twins
+
         self.check(task)
         self.stopped = None
         try:
@@ -173,21 +80,10 @@ class Optimizer(ABC):
             found = _with_proposals(found, task, self.name)
             self.stopped = (f"{self.name} stopped early ({self.stopped}); kept the {len(found)} candidate(s) "
                             "proposed so far")
-        candidates = found[: int(self.settings["max_candidates"])]
-        if not (self.settings["constrain_labels"] and task.labels and not task.generation.response_format):
+        candidates = found[: self.settings.max_candidates]
+        if not (self.settings.constrain_labels and task.labels and not task.generation.response_format):
             return candidates
-        keys = format_keys(task)
-        constrained = replace(task.generation, response_format=label_response_format(task))
-        seed_twins = []
-        for key in keys:  # the seed with each answer-field name; proposals with the first
-            twin = Candidate(task.seed.text, source="seed",
-                             generation=replace(task.generation, response_format=label_response_format(task, key)))
-            twin.details = {"output_format": f"{LABEL_FORMAT}:{key}"}
-            seed_twins.append(twin)
-        twins = [replace(c, train_score=None, generation=constrained) for c in candidates]
-        for candidate in twins:
-            candidate.details = {**candidate.details, "output_format": f"{LABEL_FORMAT}:{keys[0]}"}
-        return [*candidates, *seed_twins, *twins]
+        return with_label_twins(candidates, task)
 
     @abstractmethod
     def optimize(self, task: OptimizationTask, *, task_lm: Any, proposer_lm: Any) -> list[Candidate]:
@@ -205,23 +101,3 @@ def _with_proposals(found: list[Candidate], task: OptimizationTask, name: str) -
             result.append(Candidate(template, f"{name} (proposal kept when the budget ran out)",
                                     generation=task.generation))
     return result
-
-
-def available_optimizers() -> dict[str, type[Optimizer]]:
-    """Optimizers registered under the `promptyard.optimizers` entry-point group."""
-    found = {}
-    for ep in entry_points(group="promptyard.optimizers"):
-        cls = ep.load()
-        if inspect.isclass(cls) and issubclass(cls, Optimizer):
-            found[ep.name] = cls
-    return found
-
-
-def get_optimizer(name: str, **settings: Any) -> Optimizer:
-    optimizers = available_optimizers()
-    if name not in optimizers:
-        raise OptimizerError(
-            f"Unknown optimizer {name!r}: choose one of {', '.join(sorted(optimizers)) or 'none installed'} "
-            "(`promptyard optimizers list` shows their settings)."
-        )
-    return optimizers[name](**settings)

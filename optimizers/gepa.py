@@ -9,16 +9,16 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Literal
 
-from dspy.teleprompt import GEPA
-from dspy.teleprompt.gepa.gepa_utils import ScoreWithFeedback
+from pydantic import Field
 
-from optimizers.adapter import GOLD_FIELD, OUTPUT_FIELD, clean_proposal
-from optimizers.base import Candidate, OptimizationTask, Optimizer
-from optimizers.program import dspy_session, program_for, sample_trainset
+from optimizers.base import Candidate, OptimizationTask, Optimizer, OptimizerSettings
+from optimizers.proposals import clean_proposal
 
-__all__ = ["GepaOptimizer", "reflection_prompt"]
+__all__ = ["GepaOptimizer", "GepaSettings", "reflection_prompt"]
+
+OUTPUT = "prompt_output"  # the task program's single output field (optimizers.adapter.OUTPUT_FIELD)
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +30,7 @@ def reflection_prompt(instruction: str, records: Sequence[Mapping[str, Any]], li
         inputs = record.get("Inputs", {})
         text = " ".join(str(v) for v in inputs.values()) if isinstance(inputs, Mapping) else str(inputs)
         outputs = record.get("Generated Outputs", "")
-        reply = outputs.get(OUTPUT_FIELD, outputs) if isinstance(outputs, Mapping) else outputs
+        reply = outputs.get(OUTPUT, outputs) if isinstance(outputs, Mapping) else outputs
         shown.append(f"Input: {text[:300]}\nAnswer given: {str(reply)[:120]}\n{record.get('Feedback', '')}")
     return (
         "Improve the instruction below. Here it is, then examples of how it did.\n\n"
@@ -40,22 +40,35 @@ def reflection_prompt(instruction: str, records: Sequence[Mapping[str, Any]], li
     )
 
 
+class GepaSettings(OptimizerSettings):
+    """GEPA: reflective instruction evolution with a Pareto pool, within a metric-call budget."""
+
+    name: Literal["gepa"] = "gepa"
+    max_metric_calls: int = Field(120, ge=1, description="Task evaluations GEPA may spend (its own budget).")
+    reflection_minibatch_size: int = Field(3, ge=1, le=20, description="Examples shown to the proposer per reflection.")
+    temperature: float = Field(0.9, ge=0, le=2, description="Proposer sampling temperature.")
+    train_size: int = Field(20, ge=2, description="Training examples: half trains the reflections, half tracks the "
+                                                  "Pareto pool.")
+    num_threads: int = Field(4, ge=1, le=64, description="Concurrent requests while scoring.")
+
+
 class GepaOptimizer(Optimizer):
     """DSPy's GEPA with a small-model instruction proposer, within a metric-call budget."""
 
     name = "gepa"
+    Settings = GepaSettings
     min_train = 6
-    defaults = {
-        "max_metric_calls": 120,  # task evaluations GEPA may spend (its budget)
-        "reflection_minibatch_size": 3,  # examples shown to the proposer per reflection
-        "temperature": 0.9,  # proposer sampling temperature
-        "train_size": 20,  # half trains the reflections, half tracks the Pareto pool
-        "num_threads": 4,
-    }
+    settings: GepaSettings
 
     def optimize(self, task: OptimizationTask, *, task_lm: Any, proposer_lm: Any) -> list[Candidate]:
+        from dspy.teleprompt import GEPA
+        from dspy.teleprompt.gepa.gepa_utils import ScoreWithFeedback
+
+        from optimizers.adapter import GOLD_FIELD, OUTPUT_FIELD
+        from optimizers.program import dspy_session, program_for, sample_trainset
+
         s = self.settings
-        examples = sample_trainset(task, s["train_size"])
+        examples = sample_trainset(task, s.train_size)
         half = max(1, len(examples) // 2)
         proposals: list[str] = []
 
@@ -72,7 +85,7 @@ class GepaOptimizer(Optimizer):
             for name in components_to_update:
                 prompt = reflection_prompt(candidate[name], reflective_dataset.get(name, []))
                 response = proposer_lm.forward(messages=[{"role": "user", "content": prompt}],
-                                               temperature=float(s["temperature"]),
+                                               temperature=s.temperature,
                                                rollout_id=task.random_seed * 10_000 + len(proposals))
                 instruction = clean_proposal(response.choices[0].message.content or "") or candidate[name]
                 proposals.append(instruction)
@@ -81,9 +94,9 @@ class GepaOptimizer(Optimizer):
             return updated
 
         teleprompter = GEPA(
-            metric=metric, max_metric_calls=int(s["max_metric_calls"]),
-            reflection_minibatch_size=int(s["reflection_minibatch_size"]), instruction_proposer=propose,
-            reflection_lm=proposer_lm, num_threads=int(s["num_threads"]), track_stats=True, use_merge=False,
+            metric=metric, max_metric_calls=s.max_metric_calls, reflection_minibatch_size=s.reflection_minibatch_size,
+            instruction_proposer=propose, reflection_lm=proposer_lm, num_threads=s.num_threads, track_stats=True,
+            use_merge=False,
             seed=task.random_seed,
         )
         with dspy_session(task, task_lm, self.name):

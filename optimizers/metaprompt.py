@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import logging
 import random
-from typing import Any
+from typing import Any, Literal
 
-from optimizers.adapter import clean_proposal
-from optimizers.base import Candidate, OptimizationTask, Optimizer
-from promptyard.scoring import score_template
+from pydantic import Field
 
-__all__ = ["MetaPromptOptimizer", "meta_prompt"]
+from optimizers.base import Candidate, OptimizationTask, Optimizer, OptimizerSettings
+from optimizers.proposals import clean_proposal
+from promptyard.evaluation import score_template
+
+__all__ = ["MetaPromptOptimizer", "MetaPromptSettings", "meta_prompt"]
 
 log = logging.getLogger(__name__)
 
@@ -27,40 +29,46 @@ def meta_prompt(scored: list[tuple[str, float]]) -> str:
     )
 
 
+class MetaPromptSettings(OptimizerSettings):
+    """Meta-prompt (OPRO-style): the proposer sees past instructions with their scores."""
+
+    name: Literal["metaprompt"] = "metaprompt"
+    rounds: int = Field(3, ge=1, le=50, description="Proposal rounds.")
+    proposals_per_round: int = Field(3, ge=1, le=32, description="Proposer calls per round.")
+    history: int = Field(4, ge=1, le=50, description="Best instructions (with scores) shown to the proposer.")
+    temperature: float = Field(0.9, ge=0, le=2, description="Proposer sampling temperature.")
+    train_size: int = Field(30, ge=1, description="Training examples each instruction is scored on.")
+    num_threads: int = Field(4, ge=1, le=64, description="Concurrent requests while scoring on train.")
+
+
 class MetaPromptOptimizer(Optimizer):
     """Rounds of proposals conditioned on the best instructions so far, each scored on train."""
 
     name = "metaprompt"
+    Settings = MetaPromptSettings
     min_train = 4
-    defaults = {
-        "rounds": 3,  # proposal rounds
-        "proposals_per_round": 3,  # proposer calls per round
-        "history": 4,  # best instructions (with scores) shown to the proposer
-        "temperature": 0.9,  # proposer sampling temperature
-        "train_size": 30,  # training examples each instruction is scored on
-        "num_threads": 4,
-    }
+    settings: MetaPromptSettings
 
     def optimize(self, task: OptimizationTask, *, task_lm: Any, proposer_lm: Any) -> list[Candidate]:
         s = self.settings
         rows = list(task.trainset)
         random.Random(task.random_seed).shuffle(rows)
-        rows = rows[: int(s["train_size"])]
+        rows = rows[: s.train_size]
 
         def train_score(instruction: str) -> float:
             result = score_template(task.seed.with_instruction(instruction).text, rows, lm=task_lm,
                                     metric=task.metric, input_fields=task.input_fields, label_field=task.label_field,
-                                    generation=task.generation, concurrency=int(s["num_threads"]))
+                                    generation=task.generation, concurrency=s.num_threads)
             return result.accuracy
 
         scores = {task.seed.instruction: train_score(task.seed.instruction)}
         rounds = {}
-        for round_ in range(int(s["rounds"])):
-            best = sorted(scores.items(), key=lambda item: item[1])[-int(s["history"]):]
+        for round_ in range(s.rounds):
+            best = sorted(scores.items(), key=lambda item: item[1])[-s.history:]
             prompt = meta_prompt(best)
-            for k in range(int(s["proposals_per_round"])):
+            for k in range(s.proposals_per_round):
                 response = proposer_lm.forward(messages=[{"role": "user", "content": prompt}],
-                                               temperature=float(s["temperature"]),
+                                               temperature=s.temperature,
                                                rollout_id=task.random_seed * 1000 + round_ * 100 + k)
                 instruction = clean_proposal(response.choices[0].message.content or "")
                 task.record_proposal(instruction)

@@ -1,64 +1,86 @@
-"""promptyard: a prompt registry on MLflow and prompt optimization with DSPy and Prefect."""
+"""promptyard: a prompt registry on MLflow and prompt optimization with DSPy and Prefect.
 
-from promptyard.settings import Settings, apply_offline_env, get_settings
+The public API, re-exported from the packages that own it (see ARCHITECTURE.md):
 
-apply_offline_env()  # before MLflow, litellm or Prefect are imported by anything below
+    import promptyard
+    prompt = promptyard.register_prompt("greeting", "Hello {{name}}, how can I help?")
+    client = promptyard.PromptClient()              # cached reads for apps
+    client.get("greeting@production").format(name="Ada")
 
-from promptyard.data import DatasetCard, LoadedDataset, list_datasets, load_dataset  # noqa: E402
-from promptyard.errors import (  # noqa: E402
+Importing promptyard changes nothing in the process (no environment variables, no files); the
+command line and the flows call `apply_offline_env()` themselves.
+"""
+
+from promptyard.errors import (
+    AuditTamperedError,
+    BudgetExhausted,
     DatasetError,
-    PermissionDeniedError,
-    PolicyError,
     EndpointUnreachableError,
+    ExperimentError,
     OptimizerError,
     OrchestratorUnavailableError,
+    PermissionDeniedError,
+    PolicyError,
     PromptNotFoundError,
     PromptyardError,
     ServiceError,
     TemplateError,
     TrackingUnavailableError,
+    UnknownAssignmentError,
     UserError,
 )
-from promptyard.lm import Endpoint, GenerationConfig, check_endpoint, make_lm  # noqa: E402
-from promptyard.metrics import Metric, get_metric  # noqa: E402
-from promptyard.registry import PromptRef, Registry  # noqa: E402
-from promptyard.scoring import ScoreResult, score_template  # noqa: E402
-from promptyard.audit import AuditLog  # noqa: E402
-from promptyard.events import EventStore  # noqa: E402
-from promptyard.governance import Governance  # noqa: E402
-from promptyard.policy import Policy, load_policy  # noqa: E402
-from promptyard.quick import load_prompt, register_prompt  # noqa: E402
-from promptyard.experiments import Experiment, Experiments  # noqa: E402
-from promptyard.sequential import sequential_comparison  # noqa: E402
-from promptyard.serving import Assignment, PromptClient, ServedPrompt  # noqa: E402
-from promptyard.stats import PairedComparison, paired_bootstrap  # noqa: E402
-from promptyard.templates import Template, render, variables  # noqa: E402
+from promptyard.evaluation import (
+    DatasetCard,
+    LoadedDataset,
+    Metric,
+    PairedComparison,
+    ScoreResult,
+    get_metric,
+    list_datasets,
+    load_dataset,
+    paired_bootstrap,
+    score_template,
+)
+from promptyard.governance import AuditLog, Governance, Policy, load_policy
+from promptyard.registry import GenerationConfig, PromptRef, Registry, Template, render, variables
+from promptyard.runtime import Endpoint, Settings, apply_offline_env, check_endpoint, get_settings, make_lm
+from promptyard.serving import (
+    Assignment,
+    EventStore,
+    Experiment,
+    Experiments,
+    PromptClient,
+    ServedPrompt,
+    load_prompt,
+    register_prompt,
+    sequential_comparison,
+)
 
 __all__ = [
-    "AuditLog",
-    "Governance",
-    "Policy",
-    "load_policy",
-    "load_prompt",
-    "register_prompt",
     "Assignment",
-    "EventStore",
-    "Experiment",
-    "Experiments",
+    "AuditLog",
+    "AuditTamperedError",
+    "BudgetExhausted",
     "DatasetCard",
     "DatasetError",
-    "PermissionDeniedError",
-    "PolicyError",
     "Endpoint",
     "EndpointUnreachableError",
+    "EventStore",
+    "Experiment",
+    "ExperimentError",
+    "Experiments",
     "GenerationConfig",
+    "Governance",
     "LoadedDataset",
     "Metric",
     "OptimizerError",
     "OrchestratorUnavailableError",
     "PairedComparison",
-    "PromptNotFoundError",
+    "PermissionDeniedError",
+    "Policy",
+    "PolicyError",
     "PromptClient",
+    "PromptNotFoundError",
     "PromptRef",
     "PromptyardError",
     "Registry",
@@ -69,6 +91,7 @@ __all__ = [
     "Template",
     "TemplateError",
     "TrackingUnavailableError",
+    "UnknownAssignmentError",
     "UserError",
     "apply_offline_env",
     "check_endpoint",
@@ -76,8 +99,11 @@ __all__ = [
     "get_settings",
     "list_datasets",
     "load_dataset",
+    "load_policy",
+    "load_prompt",
     "make_lm",
     "paired_bootstrap",
+    "register_prompt",
     "render",
     "score_template",
     "sequential_comparison",

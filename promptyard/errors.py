@@ -1,18 +1,29 @@
-"""The exception tree. Every error names the problem and the fix.
+"""The exception tree: every error promptyard raises, each naming the problem and the fix.
 
-    PromptyardError                 base: catch this to catch everything we raise
-    ├── UserError                   the caller must change an input
-    │   ├── PromptNotFoundError     unknown prompt, version or alias
-    │   ├── TemplateError           bad template or variables that do not match the data
-    │   ├── DatasetError            dataset missing, empty, malformed or lacking a field
-    │   └── OptimizerError          unknown optimizer or settings it does not accept
-    └── ServiceError                a service the run needs is not there
-        ├── EndpointUnreachableError  the LLM endpoint does not answer
-        ├── TrackingUnavailableError  the MLflow tracking server does not answer
-        └── OrchestratorUnavailableError  the Prefect server does not answer
+    PromptyardError                    base: catch this to catch everything we raise
+    ├── UserError                      acts = "user": change an input, then run again
+    │   ├── PromptNotFoundError        unknown prompt, version or alias
+    │   ├── TemplateError              bad template, or variables that do not match the data
+    │   ├── DatasetError               dataset missing, empty, malformed or lacking a field
+    │   ├── OptimizerError             unknown optimizer, or a setting it does not accept
+    │   ├── PolicyError                a policy file that does not parse or names unknown roles
+    │   ├── PermissionDeniedError      a role, an approval or a promotion check is missing
+    │   ├── ExperimentError            an A/B experiment that cannot start, change or stop so
+    │   └── UnknownAssignmentError     an outcome for an assignment the event store never saw
+    ├── BudgetExhausted                acts = "user": the run spent its budget (work so far is kept)
+    ├── ServiceError                   acts = "service": a service the run needs is not there
+    │   ├── EndpointUnreachableError   the LLM endpoint does not answer
+    │   ├── TrackingUnavailableError   the MLflow tracking server does not answer
+    │   └── OrchestratorUnavailableError  the Prefect API does not answer
+    └── AuditTamperedError             acts = "service": the audit log's hash chain is broken
+
+`acts` tells a caller (and the CLI's exit code) who must act: the user changes an input; an
+operator brings a service back or investigates its store.
 """
 
 from __future__ import annotations
+
+from typing import ClassVar, Literal
 
 __all__ = [
     "PromptyardError",
@@ -21,15 +32,23 @@ __all__ = [
     "TemplateError",
     "DatasetError",
     "OptimizerError",
+    "PolicyError",
+    "PermissionDeniedError",
+    "ExperimentError",
+    "UnknownAssignmentError",
+    "BudgetExhausted",
     "ServiceError",
     "EndpointUnreachableError",
     "TrackingUnavailableError",
     "OrchestratorUnavailableError",
+    "AuditTamperedError",
 ]
 
 
 class PromptyardError(Exception):
     """Base of every error promptyard raises."""
+
+    acts: ClassVar[Literal["user", "service"]] = "user"
 
 
 class UserError(PromptyardError):
@@ -52,8 +71,30 @@ class OptimizerError(UserError):
     """An optimizer name or setting is not accepted."""
 
 
+class PolicyError(UserError):
+    """A policy file that does not parse or names unknown roles."""
+
+
+class PermissionDeniedError(UserError):
+    """The user lacks the role the action needs, or a promotion check failed."""
+
+
+class ExperimentError(UserError):
+    """An A/B experiment cannot be started, changed or stopped as asked."""
+
+
+class UnknownAssignmentError(UserError):
+    """An outcome names an assignment id the event store has no exposure for."""
+
+
+class BudgetExhausted(PromptyardError):
+    """The run spent its budget (calls, tokens or seconds); the work so far is kept."""
+
+
 class ServiceError(PromptyardError):
     """A service the operation needs is not reachable."""
+
+    acts = "service"
 
 
 class EndpointUnreachableError(ServiceError):
@@ -68,9 +109,7 @@ class OrchestratorUnavailableError(ServiceError):
     """The Prefect API does not answer."""
 
 
-class PolicyError(UserError):
-    """A policy file that does not parse or names unknown roles."""
+class AuditTamperedError(PromptyardError):
+    """The audit log's hash chain does not verify: an entry was edited or removed."""
 
-
-class PermissionDeniedError(UserError):
-    """The user lacks the role the action needs, or a promotion check failed."""
+    acts = "service"

@@ -24,7 +24,9 @@ import pytest  # noqa: E402
 
 from fake_llm import FakeLLM  # noqa: E402
 from helpers import tiny_rows, write_dataset  # noqa: E402
-from promptyard.settings import get_settings  # noqa: E402
+from promptyard.runtime import apply_offline_env, get_settings  # noqa: E402
+
+apply_offline_env()  # what the CLI and the flows do first: offline, state under PROMPTYARD_HOME
 
 
 @pytest.fixture(autouse=True)

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from promptyard.analysis import analyze, plot_over_time
-from promptyard.events import Observation
-from promptyard.experiments import Experiment
+from promptyard.serving import analyze, plot_over_time
+from promptyard.serving import Observation
+from promptyard.serving import Experiment
 
 
 def experiment(**overrides):

@@ -5,7 +5,8 @@ import threading
 
 import pytest
 
-from promptyard.audit import AuditLog, AuditTamperedError
+from promptyard.errors import AuditTamperedError
+from promptyard.governance import AuditLog
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ import pytest
 from click.testing import CliRunner
 
 from promptyard.cli import cli
-from promptyard.settings import get_settings
+from promptyard.runtime import get_settings
 
 
 def invoke(*args, code=0):
@@ -90,10 +90,17 @@ def test_up_refuses_a_taken_port(monkeypatch):
     assert "PROMPTYARD_MLFLOW_PORT" in out.output
 
 
-def test_optimizers_list():
+def test_optimizers_list_shows_each_setting_with_type_default_and_description():
     lines = invoke("optimizers", "list").splitlines()
-    assert [line.split(":")[0] for line in lines] == ["bootstrap", "copro", "gepa", "metaprompt", "mipro", "simba"]
-    assert lines[1].startswith("copro: max_candidates=4, constrain_labels=True, breadth=4")
+    heads = [line.split(":")[0] for line in lines if not line.startswith(" ")]
+    assert heads == ["bootstrap", "copro", "gepa", "metaprompt", "mipro", "simba"]
+    copro = lines[lines.index(next(line for line in lines if line.startswith("copro:"))):]
+    assert copro[1].split() == ["max_candidates=4", "(int)", "Proposals", "returned", "to", "the", "flow,", "best",
+                                "first."]
+    assert copro[3].startswith("  breadth=4") and "New instructions per round" in copro[3]
+    listed = json.loads(invoke("optimizers", "list", "--json"))
+    assert {s["name"]: s["default"] for s in listed["gepa"]["settings"]}["max_metric_calls"] == 120
+    assert all(s["description"] for o in listed.values() for s in o["settings"])
 
 
 @pytest.mark.parametrize("command", [["up"], ["down"], ["status"], ["optimize"], ["demo"], ["deploy"],
@@ -118,3 +125,29 @@ def test_eval_scores_a_version_with_an_interval(fake_llm, tiny_dataset, registry
     assert len(fake_llm.chat_requests()) == 20
     text = invoke("eval", "sentiment", "--dataset", str(tiny_dataset), "--limit", "4")
     assert text.startswith("sentiment/1 on tiny test (n=4): exact_label 1.000 [1.000, 1.000] 95% interval")
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--budget-calls", "0"], "budget.calls=0 is not valid: Input should be greater than 0"),
+    (["--optimizer", "nope"], "Unknown optimizer 'nope': choose one of bootstrap, copro"),
+    (["--set", "breadth=many"], "Optimizer 'copro' setting breadth='many' is not valid"),
+    (["--set", "widht=3"], "Optimizer 'copro' does not accept widht"),
+    (["--max-cost", "-1"], "selection.max_cost_per_example=-1.0 is not valid"),
+    (["--limit-test", "0"], "search.limit_test=0 is not valid"),
+])
+def test_optimize_checks_inputs_before_any_service(tiny_dataset, monkeypatch, args, message):
+    """Nothing answers on these ports: the input is refused first, with one message and no traceback."""
+    monkeypatch.setenv("PROMPTYARD_MLFLOW_TRACKING_URI", "http://127.0.0.1:9")
+    monkeypatch.setenv("PROMPTYARD_LM_BASE_URL", "http://127.0.0.1:9/v1")
+    monkeypatch.setenv("PREFECT_API_URL", "http://127.0.0.1:9/api")
+    get_settings.cache_clear()
+    out = CliRunner().invoke(cli, ["optimize", "support", "--dataset", str(tiny_dataset), *args])
+    assert out.exit_code == 1 and out.output.startswith("Error: ") and message in out.output, out.output
+    assert "Traceback" not in out.output
+
+
+def test_optimize_names_a_missing_dataset_before_any_service(monkeypatch):
+    monkeypatch.setenv("PROMPTYARD_MLFLOW_TRACKING_URI", "http://127.0.0.1:9")
+    get_settings.cache_clear()
+    out = CliRunner().invoke(cli, ["optimize", "support", "--dataset", "nowhere"])
+    assert out.exit_code == 1 and "Dataset 'nowhere' not found" in out.output

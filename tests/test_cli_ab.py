@@ -2,12 +2,13 @@
 
 import json
 
+import mlflow
 import pytest
 from click.testing import CliRunner
 from helpers import SEED_TEMPLATE
 
 from promptyard.cli import cli
-from promptyard.experiments import Experiments
+from promptyard.serving import Experiments
 
 
 def invoke(*args, code=0):
@@ -25,7 +26,7 @@ def test_offline_ab_compares_two_versions_on_the_same_examples(fake_llm, tiny_da
     assert result["low"] > 0 and result["verdict"] == "sentiment/2 is better than sentiment/1"
     assert (result["fixed"], result["broken"]) == (25, 0) and result["mcnemar_p_value"] < 1e-6
     assert len(fake_llm.chat_requests("task")) == 80
-    run = registry.client.get_run(result["run_id"])
+    run = mlflow.MlflowClient(registry.tracking_uri).get_run(result["run_id"])
     assert run.data.metrics["diff_low"] == result["low"]
     text = invoke("offline", "sentiment/2", "sentiment/1", "--dataset", str(tiny_dataset), "--limit", "10").stdout
     assert "B − A -0.900" in text and "sentiment/1 is worse than sentiment/2" in text

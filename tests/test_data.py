@@ -1,7 +1,7 @@
 import pytest
 from helpers import tiny_rows, write_dataset
 
-from promptyard.data import list_datasets, load_card, load_dataset
+from promptyard.evaluation import list_datasets, load_card, load_dataset
 from promptyard.errors import DatasetError
 
 

@@ -6,7 +6,8 @@ import pytest
 from postgres_server import binaries, postgres_server
 
 from promptyard.errors import UserError
-from promptyard.events import EventStore, UnknownAssignmentError
+from promptyard.errors import UnknownAssignmentError
+from promptyard.serving import EventStore
 
 
 @pytest.fixture(scope="module")

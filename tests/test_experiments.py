@@ -4,7 +4,8 @@ import mlflow
 import pytest
 
 from promptyard.errors import PermissionDeniedError
-from promptyard.experiments import ExperimentError, Experiments, bucket, tag_key
+from promptyard.errors import ExperimentError
+from promptyard.serving import Experiments, bucket, tag_key
 from promptyard.serving import PromptClient
 
 
@@ -133,7 +134,7 @@ def test_stop_keeps_or_moves_the_alias_and_leaves_a_record(experiments, support)
     assert result["version"] == 2 and int(support.get("support@staging").version) == 2
     assert experiments.get("support@staging") is None
     assert experiments.last_result("support@staging")["decision"] == "promote"
-    assert tag_key("staging") not in (support.client.get_prompt("support").tags or {})
+    assert tag_key("staging") not in (support.prompt_tags("support"))
     with pytest.raises(ExperimentError, match="No experiment runs on support@staging"):
         experiments.stop("support@staging")
     actions = [(e.action, e.alias, e.reason) for e in experiments.governance.audit.entries("support")]

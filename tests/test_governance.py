@@ -2,13 +2,14 @@
 
 import json
 
+import mlflow
 import pytest
 from helpers import SEED_TEMPLATE
 
 from promptyard.errors import PermissionDeniedError, TemplateError
 from promptyard.governance import Governance, evidence_tags
-from promptyard.settings import get_settings
-from promptyard.tracking import Tracker
+from promptyard.runtime import get_settings
+from promptyard.runtime import Tracker
 
 POLICY = """\
 protected_aliases: [production]
@@ -154,7 +155,7 @@ def test_credentials_never_reach_the_registry(team, registry):
 def test_offline_ab_run_is_evidence(team, registry, fake_llm, tmp_path):
     from helpers import tiny_rows, write_dataset
 
-    from promptyard.evaluation import compare_prompts
+    from promptyard.serving import compare_prompts
 
     data = write_dataset(tmp_path / "datasets" / "tickets", tiny_rows())
     alice = team["alice"]
@@ -165,7 +166,7 @@ def test_offline_ab_run_is_evidence(team, registry, fake_llm, tmp_path):
     team["bob"].approve("support-sentiment", 2)
     checks = alice.promote("support-sentiment", 2)
     assert checks[0].run_id == result["run_id"] and "test on tickets" in checks[0].detail
-    tags = registry.client.get_prompt_version("support-sentiment", 2).tags
+    tags = mlflow.MlflowClient(registry.tracking_uri, registry.tracking_uri).get_prompt_version("support-sentiment", 2).tags
     assert json.loads(tags["promptyard.approval.bob"])["alias"] == "production"
 
 

@@ -3,11 +3,11 @@
 import pytest
 from helpers import SEED_TEMPLATE, tiny_rows, write_dataset
 
-from promptyard.data import load_dataset
+from promptyard.evaluation import load_dataset
 from promptyard.errors import UserError
-from promptyard.lm import Endpoint, make_lm
-from promptyard.metrics import get_metric
-from promptyard.scoring import score_template
+from promptyard.runtime import Endpoint, make_lm
+from promptyard.evaluation import get_metric
+from promptyard.evaluation import score_template
 
 
 def test_judge_scores_with_the_rubric(fake_llm):

@@ -7,7 +7,7 @@ from click.testing import CliRunner
 
 import promptyard
 from promptyard.cli import cli
-from promptyard.settings import get_settings
+from promptyard.runtime import get_settings
 
 
 def invoke(*args, code=0, user="alice"):
@@ -36,9 +36,9 @@ def library():
            "--alias", "production")
     invoke("prompts", "register", "support.refund", "--template", "Handle refunds politely and fast.\\n\\nQ: {{question}}")
     invoke("prompts", "register", "sales.intro", "--template", "Introduce the product.\\n\\nLead: {{lead}}")
-    from promptyard.registry import Registry
+    from promptyard.governance import Governance
 
-    Registry(get_settings().tracking_uri).client.set_prompt_tag("support.refund", "team", "support")
+    Governance.from_settings().set_prompt_tags("support.refund", {"team": "support"})
 
 
 def test_search_and_diff(library):
@@ -78,8 +78,8 @@ def test_promote_names_the_failed_check_and_the_audit_log_shows_everything(libra
     assert "cannot approve it" in invoke("prompts", "approve", "support.refund", "2", code=1)
     assert invoke("prompts", "approve", "support.refund", "2", user="bob") == "bob approved support.refund/2 for production\n"
     log = invoke("audit", "log", "--prompt", "support.refund")
-    assert [line.split()[3] for line in log.splitlines()] == ["register", "alias", "register", "approve"]
-    assert invoke("audit", "verify").startswith("audit log intact: 5 entries")
+    assert [line.split()[3] for line in log.splitlines()] == ["register", "alias", "register", "tag", "approve"]
+    assert invoke("audit", "verify").startswith("audit log intact: 6 entries")
 
 
 def test_audit_verify_fails_on_a_tampered_log(library):

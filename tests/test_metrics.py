@@ -1,7 +1,7 @@
 import pytest
 
 from promptyard.errors import UserError
-from promptyard.metrics import get_metric
+from promptyard.evaluation import get_metric
 
 INTENTS = ["add_to_playlist", "book_restaurant", "get_weather", "play_music"]
 

@@ -87,7 +87,7 @@ def refused(call, *args):
 
 
 def audit_entries(root):
-    from promptyard.audit import AuditLog
+    from promptyard.governance import AuditLog
 
     return AuditLog(f"sqlite:///{root / 'home' / 'audit.db'}").entries("support")
 
@@ -131,7 +131,7 @@ def test_plain_mlflow_client_cannot_push_production(server, login):
 def test_promptyard_cli_through_the_guarded_server(server, login, monkeypatch):
     uri, root = server
     from promptyard.cli import cli
-    from promptyard.settings import get_settings
+    from promptyard.runtime import get_settings
 
     monkeypatch.setenv("PROMPTYARD_MLFLOW_TRACKING_URI", uri)
     monkeypatch.setenv("PROMPTYARD_POLICY_FILE", str(root / "home" / "policy.yaml"))

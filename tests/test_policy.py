@@ -3,7 +3,7 @@
 import pytest
 
 from promptyard.errors import PermissionDeniedError, PolicyError
-from promptyard.policy import load_policy, parse_policy
+from promptyard.governance import load_policy, parse_policy
 
 POLICY = """\
 protected_aliases: [production, stable]

@@ -2,9 +2,10 @@ import mlflow
 import pytest
 
 from promptyard.errors import PromptNotFoundError, TemplateError, TrackingUnavailableError, UserError
-from promptyard.lm import GenerationConfig
-from promptyard.registry import PromptRef, Registry
-from promptyard.settings import get_settings
+from promptyard.registry import GenerationConfig
+from promptyard.registry import PromptRef
+from promptyard.registry import Registry
+from promptyard.runtime import get_settings
 
 
 @pytest.mark.parametrize(("ref", "parsed"), [

@@ -3,9 +3,10 @@ from fake_llm import FakeLLM
 from helpers import SEED_TEMPLATE, tiny_rows
 
 from promptyard.errors import EndpointUnreachableError
-from promptyard.lm import Endpoint, GenerationConfig, check_endpoint, make_lm
-from promptyard.metrics import get_metric
-from promptyard.scoring import score_template
+from promptyard.runtime import Endpoint, check_endpoint, make_lm
+from promptyard.registry import GenerationConfig
+from promptyard.evaluation import get_metric
+from promptyard.evaluation import score_template
 
 METRIC = get_metric("exact_label", ["positive", "negative"])
 

@@ -1,7 +1,7 @@
 import pytest
 
 from promptyard.errors import UserError
-from promptyard.selection import Objectives, pareto_front, pareto_plot, select
+from promptyard.evaluation import Objectives, pareto_front, pareto_plot, select
 
 POINTS = [
     Objectives(0.80, 0.002, 0.30),  # 0: best quality, expensive, slow

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from promptyard.sequential import sequential_comparison, thompson_weights
+from promptyard.serving import sequential_comparison, thompson_weights
 
 
 def simulate(rate_control, rate_treatment, rng, n=2000):

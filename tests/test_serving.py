@@ -9,7 +9,7 @@ import pytest
 
 from promptyard.errors import PromptNotFoundError, ServiceError
 from promptyard.serving import PromptClient
-from promptyard.settings import get_settings
+from promptyard.runtime import get_settings
 
 DOWN = "http://127.0.0.1:9"
 

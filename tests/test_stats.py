@@ -1,6 +1,6 @@
 import pytest
 
-from promptyard.stats import paired_bootstrap
+from promptyard.evaluation import paired_bootstrap
 
 
 def test_no_difference_interval_contains_zero():
@@ -40,7 +40,7 @@ def test_bad_input():
 
 
 def test_mcnemar_counts_fixed_and_broken():
-    from promptyard.stats import mcnemar
+    from promptyard.evaluation import mcnemar
 
     baseline = [0.0] * 20 + [1.0] * 10
     candidate = [1.0] * 18 + [0.0] * 2 + [1.0] * 9 + [0.0]

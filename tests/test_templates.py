@@ -1,7 +1,7 @@
 import pytest
 
 from promptyard.errors import TemplateError
-from promptyard.templates import Template, check_variables, diff, render, variables
+from promptyard.registry import Template, check_variables, diff, render, variables
 
 
 def test_variables_in_order_of_first_use():

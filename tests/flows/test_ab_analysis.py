@@ -3,12 +3,13 @@
 import json
 import random
 
+import mlflow
 import pytest
 from click.testing import CliRunner
 
 from flows.ab_analysis import analyze_experiment
 from promptyard.cli import cli
-from promptyard.experiments import Experiments
+from promptyard.serving import Experiments
 from promptyard.serving import PromptClient
 
 
@@ -34,11 +35,11 @@ def test_flow_promotes_the_winner_and_logs_a_plot(support):
     last = experiments.last_result("support@production")
     assert (last["experiment"], last["decision"], last["previous"], last["analysis_run_id"]) == \
         (experiment.id, "promote", 1, result["run_id"])
-    run = support.client.get_run(result["run_id"])
+    run = mlflow.MlflowClient(support.tracking_uri).get_run(result["run_id"])
     assert run.data.tags["promptyard.ab.decision"] == "promote"
     assert run.data.metrics["v2_mean"] > run.data.metrics["v1_mean"]
     assert run.data.metrics["v2_vs_control_value_p_value"] < 0.05
-    artifacts = {a.path for a in support.client.list_artifacts(result["run_id"])}
+    artifacts = {a.path for a in mlflow.MlflowClient(support.tracking_uri).list_artifacts(result["run_id"])}
     assert {"metric_over_time.png", "analysis.json"} <= artifacts
 
 

@@ -1,12 +1,14 @@
 """The run budget: enforced at every request, the best so far kept, the test split always affordable."""
 
+import mlflow
 import pytest
 from helpers import SEED_TEMPLATE
 
 from flows.optimize import optimize_prompt
-from promptyard.budget import Budget, BudgetExhausted
+from promptyard.errors import BudgetExhausted
+from promptyard.runtime import Budget
 from promptyard.errors import UserError
-from promptyard.settings import get_settings
+from promptyard.runtime import get_settings
 
 # tiny dataset: 40 test, 20 validation; the seed and the first candidate need 2*20 + 2*40 = 120 calls
 BIG_SEARCH = {"breadth": 6, "depth": 3, "train_size": 16}
@@ -19,50 +21,60 @@ def seeded(registry):
     return registry
 
 
-def run(dataset, **kwargs):
-    params = dict(prompt="sentiment@production", dataset=str(dataset), optimizer_settings=BIG_SEARCH, max_candidates=4)
-    return optimize_prompt(**{**params, **kwargs})
+def run(dataset, settings=BIG_SEARCH, max_candidates=4, **groups):
+    return optimize_prompt(prompt="sentiment@production", dataset=str(dataset),
+                           optimizer={"name": "copro", **settings, "max_candidates": max_candidates}, **groups)
 
 
 def test_the_call_budget_stops_the_search_keeps_proposals_and_still_gates_on_test(fake_llm, tiny_dataset, seeded):
-    summary = run(tiny_dataset, budget_calls=200)
-    assert len(fake_llm.chat_requests()) == summary["budget"]["calls"] <= 200
-    assert "copro stopped early (" in summary["decision"] and "kept the" in summary["decision"]
-    assert summary["test"]["n"] == 40  # the 80 test calls were held back for the gate
-    assert summary["registered_version"] == 2  # the proposal kept ("... carefully ...") earned its place
-    run_metrics = seeded.client.get_run(summary["parent_run_id"]).data.metrics
-    assert run_metrics["lm_calls"] == summary["budget"]["calls"]
-    assert run_metrics["lm_tokens"] == summary["budget"]["prompt_tokens"] + summary["budget"]["completion_tokens"] > 0
+    summary = run(tiny_dataset, budget={"calls": 200})
+    assert len(fake_llm.chat_requests()) == summary.budget.calls <= 200
+    assert "copro stopped early (" in summary.decision and "kept the" in summary.decision
+    assert summary.test.n == 40  # the 80 test calls were held back for the gate
+    assert summary.registered_version == 2  # the proposal kept ("... carefully ...") earned its place
+    run_metrics = mlflow.MlflowClient(get_settings().tracking_uri).get_run(summary.parent_run_id).data.metrics
+    assert run_metrics["lm_calls"] == summary.budget.calls
+    assert run_metrics["lm_tokens"] == summary.budget.prompt_tokens + summary.budget.completion_tokens > 0
 
 
 def test_without_a_budget_the_same_search_makes_more_calls(fake_llm, tiny_dataset, seeded):
     summary = run(tiny_dataset)
-    assert summary["budget"]["calls"] > 260 and summary["budget"]["max_calls"] is None
-    assert "stopped early" not in summary["decision"]
+    assert summary.budget.calls > 260 and summary.budget.max_calls is None
+    assert "stopped early" not in summary.decision
 
 
 def test_a_rerun_costs_nothing_from_the_cache(fake_llm, tiny_dataset, seeded, monkeypatch):
     monkeypatch.setenv("PROMPTYARD_LM_CACHE", "true")
     get_settings.cache_clear()
-    first = run(tiny_dataset, optimizer_settings={"breadth": 2, "depth": 1, "train_size": 8}, max_candidates=1,
-                budget_calls=400)
+    first = run(tiny_dataset, settings={"breadth": 2, "depth": 1, "train_size": 8}, max_candidates=1,
+                budget={"calls": 400})
     made = len(fake_llm.chat_requests())
-    second = run(tiny_dataset, optimizer_settings={"breadth": 2, "depth": 1, "train_size": 8}, max_candidates=1,
-                 budget_calls=400)
+    second = run(tiny_dataset, settings={"breadth": 2, "depth": 1, "train_size": 8}, max_candidates=1,
+                 budget={"calls": 400})
     assert len(fake_llm.chat_requests()) == made  # zero new requests
-    total = first["budget"]["calls"] + first["budget"]["cached"]  # other tests may have filled the cache already
-    assert second["budget"]["calls"] == 0 and second["budget"]["cached"] == total
+    total = first.budget.calls + first.budget.cached  # other tests may have filled the cache already
+    assert second.budget.calls == 0 and second.budget.cached == total
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"budget_calls": 0}, "budget_calls must be above 0"),
-    ({"budget_tokens": -5}, "budget_tokens must be above 0"),
-    ({"budget_seconds": 0}, "budget_seconds must be above 0"),
-    ({"budget_calls": 100}, "budget_calls=100 cannot cover one candidate: .* take 120 calls"),
+@pytest.mark.parametrize("budget, message", [
+    ({"calls": 0}, r"budget.calls=0 is not valid: Input should be greater than 0 \(Most LM calls"),
+    ({"tokens": -5}, "budget.tokens=-5 is not valid: Input should be greater than 0"),
+    ({"seconds": 0}, "budget.seconds=0 is not valid: Input should be greater than 0"),
 ])
-def test_bad_budgets_fail_before_any_call(fake_llm, tiny_dataset, seeded, kwargs, message):
+def test_bad_budgets_fail_before_any_call(fake_llm, tiny_dataset, seeded, budget, message):
+    from flows.optimize import check_request
+    from optimizers import CoproSettings
+
     with pytest.raises(UserError, match=message):
-        run(tiny_dataset, **kwargs)
+        check_request("sentiment@production", str(tiny_dataset), CoproSettings(), {}, {}, budget)
+    with pytest.raises(Exception, match="budget.* Input should be greater than 0"):
+        run(tiny_dataset, budget=budget)  # the flow's own parameter validation
+    assert fake_llm.chat_requests() == [] and len(seeded.versions("sentiment")) == 1
+
+
+def test_a_budget_too_small_for_one_candidate_fails_before_any_call(fake_llm, tiny_dataset, seeded):
+    with pytest.raises(UserError, match="budget_calls=100 cannot cover one candidate: .* take 120 calls"):
+        run(tiny_dataset, budget={"calls": 100})
     assert fake_llm.chat_requests() == [] and len(seeded.versions("sentiment")) == 1
 
 

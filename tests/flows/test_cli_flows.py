@@ -57,6 +57,15 @@ def test_deploy_registers_the_nightly_deployment(prefect_api):
     assert deployment.work_pool_name == "promptyard-local"
     assert [s.schedule.cron for s in deployment.schedules] == ["0 3 * * *"]
     assert deployment.parameters["prompt"] == "intent@production"
+    assert deployment.parameters["optimizer"] == {"name": "copro", "max_candidates": 4}
+    # the deployment form describes every parameter group and each optimizer's settings
+    schema = deployment.parameter_openapi_schema
+    assert schema["properties"]["budget"]["description"] == "Caps on LM calls, tokens and seconds for the whole run."
+    copro = schema["definitions"]["CoproSettings"]["properties"]
+    assert copro["breadth"]["description"] == "New instructions per round (COPRO needs at least 2)."
+    assert {"exclusiveMinimum": 0, "type": "integer"} in schema["definitions"]["BudgetLimits"]["properties"]["calls"]["anyOf"]
+    assert set(schema["properties"]["optimizer"]["discriminator"]["mapping"]) == {
+        "bootstrap", "copro", "gepa", "metaprompt", "mipro", "simba", "plugin"}
     with get_client(sync_client=True) as client:
         ab = client.read_deployment_by_name("ab-analysis/hourly-ab-intent")
     assert ab.entrypoint == "flows/ab_analysis.py:analyze_experiment"

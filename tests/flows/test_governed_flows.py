@@ -6,10 +6,10 @@ from helpers import SEED_TEMPLATE
 from flows.ab_analysis import analyze_experiment
 from flows.optimize import optimize_prompt
 from promptyard.errors import PermissionDeniedError
-from promptyard.experiments import Experiments
+from promptyard.serving import Experiments
 from promptyard.governance import Governance
 from promptyard.serving import PromptClient
-from promptyard.settings import get_settings
+from promptyard.runtime import get_settings
 
 POLICY = """\
 roles:
@@ -30,7 +30,7 @@ def test_a_viewer_cannot_optimize_and_no_lm_call_is_made(policy, fake_llm, tiny_
     carol.register("sentiment", SEED_TEMPLATE)
     monkeypatch.setenv("PROMPTYARD_USER", "vic")
     with pytest.raises(PermissionDeniedError, match="vic is viewer on 'sentiment' and cannot register optimized"):
-        optimize_prompt(prompt="sentiment", dataset=str(tiny_dataset), max_candidates=1)
+        optimize_prompt(prompt="sentiment", dataset=str(tiny_dataset), optimizer={"name": "copro", "max_candidates": 1})
     assert fake_llm.chat_requests() == [] and len(registry.versions("sentiment")) == 1
 
 

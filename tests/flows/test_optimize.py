@@ -9,7 +9,7 @@ import pytest
 from helpers import SEED_TEMPLATE, tiny_rows, write_dataset
 
 from flows.optimize import optimize_prompt
-from promptyard.data import load_dataset
+from promptyard.evaluation import load_dataset
 from promptyard.errors import (
     DatasetError,
     EndpointUnreachableError,
@@ -17,15 +17,15 @@ from promptyard.errors import (
     TemplateError,
     TrackingUnavailableError,
 )
-from promptyard.settings import get_settings
+from promptyard.runtime import get_settings
 
 SMALL = {"breadth": 2, "depth": 1, "train_size": 8}
 
 
-def run(dataset, prompt="sentiment@production", **kwargs):
-    params = dict(prompt=prompt, dataset=str(dataset), optimizer_settings=SMALL, max_candidates=2)
-    params.update(kwargs)
-    return optimize_prompt(**params)
+def run(dataset, prompt="sentiment@production", settings=SMALL, max_candidates=2, **groups):
+    """The flow with copro on `settings`; `groups` are its search / selection / budget parameters."""
+    return optimize_prompt(prompt=prompt, dataset=str(dataset),
+                           optimizer={"name": "copro", **settings, "max_candidates": max_candidates}, **groups)
 
 
 @pytest.fixture
@@ -42,22 +42,22 @@ def positive_share(data, split):
 
 def child_runs(summary):
     client = mlflow.MlflowClient(get_settings().tracking_uri)
-    parent = client.get_run(summary["parent_run_id"])
+    parent = client.get_run(summary.parent_run_id)
     return parent, client.search_runs(
         [parent.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'"
     )
 
 
 def test_improving_candidate_is_registered_with_provenance(fake_llm, tiny_dataset, seeded):
-    summary = run(tiny_dataset, seed=3)
+    summary = run(tiny_dataset, search={"seed": 3})
 
     # the seed always answers "positive"; the proposal holds the magic word and answers right
     data = load_dataset(tiny_dataset)
-    assert summary["baseline_validation"] == positive_share(data, "validation")
-    assert summary["registered_version"] == 2
-    assert summary["test"]["baseline"] == positive_share(data, "test")
-    assert summary["test"]["candidate"] == 1.0
-    assert summary["test"]["low"] > 0
+    assert summary.baseline_validation == positive_share(data, "validation")
+    assert summary.registered_version == 2
+    assert summary.test.baseline == positive_share(data, "test")
+    assert summary.test.candidate == 1.0
+    assert summary.test.low > 0
 
     new = seeded.get("sentiment@candidate")
     assert int(new.version) == 2
@@ -68,7 +68,7 @@ def test_improving_candidate_is_registered_with_provenance(fake_llm, tiny_datase
     assert tags["promptyard.optimizer"] == "copro"
     assert tags["promptyard.dataset"] == "tiny"
     assert tags["promptyard.seed"] == "3"
-    assert tags["promptyard.parent_run_id"] == summary["parent_run_id"]
+    assert tags["promptyard.parent_run_id"] == summary.parent_run_id
     assert len(tags["promptyard.dataset_digest"]) == 16
 
     # plain MLflow reads what we registered
@@ -77,7 +77,7 @@ def test_improving_candidate_is_registered_with_provenance(fake_llm, tiny_datase
     assert loaded.format(text="great") == "Read the review carefully. Answer positive or negative.\n\nReview: great"
 
     parent, children = child_runs(summary)
-    assert len(children) == len(summary["candidates"]) >= 2
+    assert len(children) == len(summary.candidates) >= 2
     for child in children:
         assert {"validation_accuracy", "validation_mean_latency_s", "validation_prompt_tokens",
                 "validation_completion_tokens"} <= set(child.data.metrics)
@@ -107,29 +107,29 @@ def test_proposals_really_happened_and_were_scored(fake_llm, tiny_dataset, seede
     # the proposed instruction was scored on train (by COPRO) and on validation (by the flow)
     scored = [r for r in fake_llm.chat_requests("task") if "carefully" in r["messages"][-1]["content"]]
     assert len(scored) >= 8 + 20
-    assert summary["candidates"][0]["train_score"] == 1.0
+    assert summary.candidates[0].train_score == 1.0
 
 
 def test_nothing_registered_when_no_candidate_beats_the_seed(fake_llm, tiny_dataset, seeded):
     fake_llm.proposal = "Say what you think of the review."  # no magic word: every candidate = the seed
     summary = run(tiny_dataset)
-    assert summary["registered_version"] is None
-    assert summary["decision"].startswith("no version registered: no candidate beat the seed on validation")
-    assert "test" not in summary
+    assert summary.registered_version is None
+    assert summary.decision.startswith("no version registered: no candidate beat the seed on validation")
+    assert summary.test is None and summary.best_candidate is None
     assert [int(v.version) for v in seeded.versions("sentiment")] == [1]
     with pytest.raises(PromptNotFoundError):
         seeded.get("sentiment@candidate")
     _, children = child_runs(summary)
-    assert len(children) == len(summary["candidates"])
+    assert len(children) == len(summary.candidates)
 
 
 def test_label_constrained_output_is_a_candidate(fake_llm, tiny_dataset, seeded):
     fake_llm.proposal = "Say what you think of the review."
-    summary = run(tiny_dataset, optimizer_settings={**SMALL, "constrain_labels": True})
+    summary = run(tiny_dataset, settings={**SMALL, "constrain_labels": True})
     requests = [r for r in fake_llm.chat_requests("task") if r.get("response_format")]
     assert requests and requests[0]["response_format"]["json_schema"]["schema"]["properties"]["label"]["enum"] == [
         "positive", "negative"]
-    assert len(summary["candidates"]) == 5  # one proposal; the seed constrained with 3 field names; the proposal constrained
+    assert len(summary.candidates) == 5  # one proposal; the seed constrained with 3 field names; the proposal constrained
 
 
 @pytest.mark.parametrize(
@@ -194,9 +194,11 @@ def test_tracking_server_not_running(fake_llm, tiny_dataset, monkeypatch):
     assert not fake_llm.requests
 
 
-def test_summary_is_json_serialisable(fake_llm, tiny_dataset, seeded):
+def test_result_is_typed_and_json_serialisable(fake_llm, tiny_dataset, seeded):
     summary = run(tiny_dataset)
-    json.dumps(summary)
+    data = json.loads(json.dumps(summary.to_dict()))
+    assert data["registered_version"] == summary.registered_version == 2
+    assert data["test"]["low"] == summary.test.low > 0 and data["budget"]["calls"] == summary.budget.calls
 
 
 def test_api_key_is_never_written_to_mlflow(fake_llm, tiny_dataset, seeded, monkeypatch):
@@ -222,44 +224,79 @@ def test_rerun_makes_zero_lm_calls(fake_llm, tiny_dataset, seeded, monkeypatch):
     monkeypatch.setenv("PROMPTYARD_LM_CACHE", "true")
     get_settings.cache_clear()
     dspy.cache.reset_memory_cache()
-    first = run(tiny_dataset, seed=11)
+    first = run(tiny_dataset, search={"seed": 11})
     calls = len(fake_llm.chat_requests())
     assert calls > 0
     dspy.cache.reset_memory_cache()  # a new process would start with an empty memory cache
-    second = run(tiny_dataset, seed=11)
+    second = run(tiny_dataset, search={"seed": 11})
     assert len(fake_llm.chat_requests()) == calls
-    assert [c["validation"] for c in second["candidates"]] == [c["validation"] for c in first["candidates"]]
-    assert second["test"] == first["test"]
+    assert [c.validation for c in second.candidates] == [c.validation for c in first.candidates]
+    assert second.test == first.test
     # the same winner is not registered twice
-    assert first["registered_version"] == second["registered_version"] == 2
-    assert "already registered as sentiment version 2" in second["decision"]
+    assert first.registered_version == second.registered_version == 2
+    assert "already registered as sentiment version 2" in second.decision
     assert [int(v.version) for v in seeded.versions("sentiment")] == [2, 1]
 
 
 def test_pareto_plot_and_budgets(fake_llm, tiny_dataset, seeded, monkeypatch):
     monkeypatch.setenv("PROMPTYARD_PRICES", '{"fake": [1000000, 0]}')  # $1 per prompt token
     get_settings.cache_clear()
-    summary = run(tiny_dataset, max_cost_per_example=1.0)  # no prompt is that short
-    assert summary["registered_version"] is None
-    assert summary["decision"] == "no candidate fits the cost/latency budgets; nothing registered"
+    summary = run(tiny_dataset, selection={"max_cost_per_example": 1.0})  # no prompt is that short
+    assert summary.registered_version is None
+    assert summary.decision == "no candidate fits the cost/latency budgets; nothing registered"
     parent, children = child_runs(summary)
     assert all(c.data.metrics["validation_cost_per_example"] > 1 for c in children)
-    assert parent.data.metrics["lm_cost_usd"] == summary["cost_usd"] == summary["budget"]["prompt_tokens"] > 0
-    assert summary["pareto_front"]
+    assert parent.data.metrics["lm_cost_usd"] == summary.cost_usd == summary.budget.prompt_tokens > 0
+    assert summary.pareto_front
     client = mlflow.MlflowClient(get_settings().tracking_uri)
     assert "pareto.png" in {a.path for a in client.list_artifacts(parent.info.run_id)}
 
 
 def test_unknown_selection_policy_fails_before_any_call(fake_llm, tiny_dataset, seeded):
+    from flows.optimize import check_request
+    from optimizers import CoproSettings
     from promptyard.errors import UserError
 
-    with pytest.raises(UserError, match="Unknown selection policy 'cheapest'"):
-        run(tiny_dataset, selection="cheapest")
+    with pytest.raises(UserError, match="selection.policy='cheapest' is not valid: Input should be 'quality' or "
+                                        "'weighted'"):
+        check_request("sentiment@production", str(tiny_dataset), CoproSettings(), {}, {"policy": "cheapest"}, {})
+    with pytest.raises(Exception, match="selection.policy: Input should be 'quality' or 'weighted'"):
+        run(tiny_dataset, selection={"policy": "cheapest"})  # the flow's own parameter validation
     assert fake_llm.requests == []
 
 
 def test_no_candidate_at_all(fake_llm, tiny_dataset, seeded):
     fake_llm.proposal = "Classify the sentiment of the review as positive or negative."  # the seed again
-    summary = run(tiny_dataset, optimizer_settings={**SMALL, "constrain_labels": False})
-    assert summary["candidates"] == [] and summary["registered_version"] is None
-    assert summary["decision"].startswith("the optimizer returned no candidate")
+    summary = run(tiny_dataset, settings={**SMALL, "constrain_labels": False})
+    assert summary.candidates == [] and summary.registered_version is None
+    assert summary.decision.startswith("the optimizer returned no candidate")
+
+
+def test_what_people_see_in_prefect_and_mlflow(fake_llm, tiny_dataset, seeded):
+    """Task runs named for what they do, a table of the candidates on the flow run, and the
+    registered version listed under the MLflow run's registered prompts."""
+    from uuid import UUID
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (
+        ArtifactFilter,
+        ArtifactFilterFlowRunId,
+        FlowRunFilter,
+        FlowRunFilterId,
+    )
+
+    summary = run(tiny_dataset)
+    assert summary.registered_version == 2
+    flow_run = UUID(summary.flow_run_id)
+    with get_client(sync_client=True) as client:
+        names = {t.name for t in client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run])))}
+        artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(
+            any_=[flow_run])))
+    assert {"score baseline · validation", "candidate 1 · validation", "candidate 2 · validation",
+            "score baseline · test", "score best candidate · test", "register the winner"} <= names
+    table = next(a for a in artifacts if a.key == "candidates")
+    rows = json.loads(table.data)
+    assert [r["candidate"] for r in rows] == [c.index for c in summary.candidates]
+    assert rows[0]["MLflow run"] == summary.candidates[0].run_id
+    linked = mlflow.MlflowClient(get_settings().tracking_uri).get_run(summary.parent_run_id).data.tags
+    assert json.loads(linked["mlflow.linkedPrompts"]) == [{"name": "sentiment", "version": "2"}]

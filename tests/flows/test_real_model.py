@@ -6,9 +6,9 @@ import mlflow
 import pytest
 
 from flows.optimize import optimize_prompt
-from promptyard import stack
-from promptyard.cli_prompts import DEMO_TEMPLATE
-from promptyard.settings import Settings, get_settings
+from promptyard.runtime import stack
+from promptyard.cli.optimize import DEMO_TEMPLATE
+from promptyard.runtime import Settings, get_settings
 
 pytestmark = pytest.mark.real_model
 
@@ -44,20 +44,20 @@ def test_flow_on_the_real_model(bundled_llm, registry, monkeypatch):
     version = registry.register("intent", DEMO_TEMPLATE)
     registry.set_alias("intent", "production", int(version.version))
     summary = optimize_prompt(
-        prompt="intent@production", dataset="intent_recognition", max_candidates=1,
-        optimizer_settings={"breadth": 2, "depth": 1, "train_size": 6},
-        limit_validation=12, limit_test=20,
+        prompt="intent@production", dataset="intent_recognition",
+        optimizer={"name": "copro", "max_candidates": 1, "breadth": 2, "depth": 1, "train_size": 6},
+        search={"limit_validation": 12, "limit_test": 20},
     )
 
     # the 135M model really proposed an instruction, and every candidate was scored
-    proposals = [c for c in summary["candidates"] if c["train_score"] is not None]
+    proposals = [c for c in summary.candidates if c.train_score is not None]
     assert len(proposals) == 1
     client = mlflow.MlflowClient(get_settings().tracking_uri)
     children = client.search_runs(
-        [client.get_run(summary["parent_run_id"]).info.experiment_id],
-        filter_string=f"tags.mlflow.parentRunId = '{summary['parent_run_id']}'")
+        [client.get_run(summary.parent_run_id).info.experiment_id],
+        filter_string=f"tags.mlflow.parentRunId = '{summary.parent_run_id}'")
     templates = {c.data.params["template"] for c in children}
     assert len(children) == 5 and len(templates) == 2 and DEMO_TEMPLATE in templates  # + 3 seed, 1 proposal format twins
     assert all(c.data.metrics["validation_lm_calls"] == 12 for c in children)
-    assert summary["test"]["n"] == 20
-    assert (summary["registered_version"] is not None) == (summary["test"]["low"] > 0)
+    assert summary.test.n == 20
+    assert (summary.registered_version is not None) == (summary.test.low > 0)

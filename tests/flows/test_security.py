@@ -3,10 +3,11 @@
 import logging
 from pathlib import Path
 
+import mlflow
 from helpers import SEED_TEMPLATE
 
 from flows.optimize import optimize_prompt
-from promptyard.settings import get_settings
+from promptyard.runtime import get_settings
 
 API_KEY = "sk-test-PromptyardSecretValue0123456789"
 
@@ -18,15 +19,16 @@ def test_an_optimization_writes_the_api_key_nowhere(fake_llm, tiny_dataset, regi
     registry.register("sentiment", SEED_TEMPLATE)
     registry.set_alias("sentiment", "production", 1)
     caplog.set_level(logging.DEBUG)
-    summary = optimize_prompt(prompt="sentiment@production", dataset=str(tiny_dataset), max_candidates=2,
-                              optimizer_settings={"breadth": 2, "depth": 1, "train_size": 8})
-    assert summary["registered_version"] == 2  # a full run: children, registration, report, plot
+    summary = optimize_prompt(prompt="sentiment@production", dataset=str(tiny_dataset),
+                              optimizer={"name": "copro", "max_candidates": 2, "breadth": 2, "depth": 1, "train_size": 8})
+    assert summary.registered_version == 2  # a full run: children, registration, report, plot
 
     auth = {r.get("_authorization") for r in fake_llm.requests}
     assert auth == {f"Bearer {API_KEY}"}  # the endpoint did receive it...
 
-    run = registry.client.get_run(summary["parent_run_id"])
-    children = registry.client.search_runs([run.info.experiment_id])
+    client = mlflow.MlflowClient(get_settings().tracking_uri)
+    run = client.get_run(summary.parent_run_id)
+    children = client.search_runs([run.info.experiment_id])
     for r in [run, *children]:
         for text in (*r.data.params.values(), *r.data.tags.values(), *r.data.metrics.keys()):
             assert API_KEY not in text

@@ -1,8 +1,9 @@
 import dspy
 
-from optimizers.adapter import OUTPUT_FIELD, TemplateAdapter, clean_proposal, task_signature
-from promptyard.metrics import get_metric
-from promptyard.templates import Template
+from optimizers.adapter import OUTPUT_FIELD, TemplateAdapter, task_signature
+from optimizers.proposals import clean_proposal
+from promptyard.evaluation import get_metric
+from promptyard.registry import Template
 
 TEMPLATE = "Classify the sentiment.\n\nReview: {{text}}"
 

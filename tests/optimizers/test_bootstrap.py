@@ -3,11 +3,11 @@
 from helpers import SEED_TEMPLATE, tiny_rows
 
 from optimizers import OptimizationTask, get_optimizer
-from promptyard.lm import Endpoint, make_lm
-from promptyard.metrics import get_metric
-from promptyard.scoring import score_template
-from promptyard.settings import get_settings
-from promptyard.templates import Template
+from promptyard.runtime import Endpoint, make_lm
+from promptyard.evaluation import get_metric
+from promptyard.evaluation import score_template
+from promptyard.runtime import get_settings
+from promptyard.registry import Template
 
 METRIC = get_metric("exact_label", ["positive", "negative"])
 

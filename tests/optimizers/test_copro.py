@@ -4,12 +4,12 @@ import pytest
 from helpers import SEED_TEMPLATE, tiny_rows
 
 from optimizers import OptimizationTask, available_optimizers, get_optimizer
-from optimizers.base import label_response_format
+from optimizers import label_response_format
 from promptyard.errors import OptimizerError, TemplateError
-from promptyard.lm import Endpoint, make_lm
-from promptyard.metrics import get_metric
-from promptyard.settings import get_settings
-from promptyard.templates import Template
+from promptyard.runtime import Endpoint, make_lm
+from promptyard.evaluation import get_metric
+from promptyard.runtime import get_settings
+from promptyard.registry import Template
 
 
 def make_task(**kwargs):

@@ -4,10 +4,10 @@ from helpers import SEED_TEMPLATE, tiny_rows
 
 from optimizers import OptimizationTask, get_optimizer
 from optimizers.gepa import reflection_prompt
-from promptyard.lm import Endpoint, make_lm
-from promptyard.metrics import get_metric
-from promptyard.settings import get_settings
-from promptyard.templates import Template
+from promptyard.runtime import Endpoint, make_lm
+from promptyard.evaluation import get_metric
+from promptyard.runtime import get_settings
+from promptyard.registry import Template
 
 
 def test_reflection_prompt_is_short_plain_text():

@@ -1,0 +1,51 @@
+"""What an optimizer works on (`OptimizationTask`) and what it returns (`Candidate`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from promptyard.errors import TemplateError
+from promptyard.evaluation import Metric
+from promptyard.registry import GenerationConfig, Template
+
+__all__ = ["OptimizationTask", "Candidate"]
+
+
+@dataclass
+class OptimizationTask:
+    """What an optimizer works on."""
+
+    seed: Template
+    trainset: list[dict]
+    input_fields: list[str]
+    label_field: str
+    metric: Metric
+    generation: GenerationConfig = field(default_factory=GenerationConfig)
+    labels: list[str] = field(default_factory=list)
+    proposer_style: str = "plain"  # "plain" for small models, "standard" for DSPy's own adapters
+    random_seed: int = 0
+    budget: Any = None  # a promptyard Budget shared by every LM of the run, if any
+    proposals: list[str] = field(default_factory=list)  # every instruction the proposer wrote, in order
+
+    def record_proposal(self, instruction: str) -> None:
+        if instruction and instruction.strip():
+            self.proposals.append(instruction.strip())
+
+    def __post_init__(self) -> None:
+        if not self.seed.instruction.strip():
+            raise TemplateError(
+                "The template has no instruction before its first {{variable}} paragraph, so there "
+                "is nothing to optimize: start it with an instruction paragraph, then a blank line."
+            )
+
+
+@dataclass
+class Candidate:
+    """One proposed template and what the optimizer knew of it."""
+
+    template: str
+    source: str
+    train_score: float | None = None
+    generation: GenerationConfig = field(default_factory=GenerationConfig)
+    details: dict[str, Any] = field(default_factory=dict)

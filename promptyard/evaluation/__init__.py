@@ -1,0 +1,46 @@
+"""Evaluation: how good a prompt is, measured on data.
+
+Owns datasets and their cards (Hugging Face `datasets`, deterministic splits, digests), metrics
+and the LLM judge, scoring a template over examples, statistics (paired bootstrap, McNemar,
+intervals), multi-objective selection, the optimization report, and `evaluate_prompt` (score one
+registered version and log it). May import: `promptyard.registry`, `promptyard.runtime`,
+`promptyard.errors`.
+"""
+
+from promptyard.evaluation.data import DatasetCard, LoadedDataset, list_datasets, load_card, load_dataset
+from promptyard.evaluation.metric_catalog import METRICS, get_metric
+from promptyard.evaluation.metrics import Metric
+from promptyard.evaluation.report import optimization_report
+from promptyard.evaluation.runs import SPLITS, VersionScorer, evaluate_prompt
+from promptyard.evaluation.scoring import ExampleResult, ScoreResult, score_template
+from promptyard.evaluation.selection import SELECTIONS, Objectives, pareto_front, pareto_plot, select
+from promptyard.evaluation.stats import McNemar, PairedComparison, is_binary, mcnemar, mean_interval, paired_bootstrap
+
+__all__ = [
+    "METRICS",
+    "SELECTIONS",
+    "SPLITS",
+    "DatasetCard",
+    "ExampleResult",
+    "LoadedDataset",
+    "McNemar",
+    "Metric",
+    "Objectives",
+    "PairedComparison",
+    "ScoreResult",
+    "VersionScorer",
+    "evaluate_prompt",
+    "get_metric",
+    "is_binary",
+    "list_datasets",
+    "load_card",
+    "load_dataset",
+    "mcnemar",
+    "mean_interval",
+    "optimization_report",
+    "paired_bootstrap",
+    "pareto_front",
+    "pareto_plot",
+    "score_template",
+    "select",
+]

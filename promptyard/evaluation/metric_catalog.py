@@ -1,0 +1,65 @@
+"""Metrics by name: the built-in ones, the LLM judge, or a user function by dotted path."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from promptyard.errors import UserError
+from promptyard.evaluation.judge import LLMJudge
+from promptyard.evaluation.metrics import (
+    Contains,
+    CustomMetric,
+    ExactLabel,
+    JsonValid,
+    Metric,
+    NumericAnswer,
+    RegexMatch,
+    TokenF1,
+)
+
+__all__ = ["METRICS", "get_metric"]
+
+METRICS: dict[str, type[Metric]] = {
+    "exact_label": ExactLabel,
+    "contains": Contains,
+    "numeric": NumericAnswer,
+    "regex": RegexMatch,
+    "token_f1": TokenF1,
+    "json_valid": JsonValid,
+}
+
+
+def _load_function(path: str) -> Callable[[str, str], float]:
+    module_name, _, attr = path.replace(":", ".").rpartition(".")
+    try:
+        function = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError, ValueError) as exc:
+        raise UserError(
+            f"Metric {path!r} cannot be imported ({exc}): give a dotted path to a function "
+            "(reply, gold) -> float, e.g. 'my_project.metrics:accuracy'."
+        ) from None
+    if not callable(function):
+        raise UserError(f"Metric {path!r} is not a function: point it at a callable (reply, gold) -> float.")
+    return function
+
+
+def get_metric(name: str, labels: Sequence[str] = (), **options: Any) -> Metric:
+    """A metric by name (or a user function by dotted path), given the dataset's label set."""
+    if name == "llm_judge":
+        try:
+            return LLMJudge(labels=list(labels), **options)
+        except TypeError:
+            raise UserError(f"Metric 'llm_judge' takes rubric, scale and model; got {sorted(options)}.") from None
+    if name in METRICS:
+        try:
+            return METRICS[name](labels=list(labels), **options)
+        except TypeError:
+            raise UserError(f"Metric {name!r} does not take options {sorted(options)}.") from None
+    if "." in name or ":" in name:
+        return CustomMetric(function=_load_function(name), path=name, labels=list(labels))
+    raise UserError(
+        f"Unknown metric {name!r}: use one of {', '.join(METRICS)}, llm_judge, or a dotted path to your own function "
+        "(or fix the dataset card)."
+    )

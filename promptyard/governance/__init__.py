@@ -1,0 +1,42 @@
+"""Governance: who may change which prompt, and the record of every change.
+
+Owns the policy (roles per namespace, protected aliases, promotion rules), `Governance` (every
+registry write: role check, credential scan, author stamp, audit), the promotion checks
+(evidence, four-eyes approval, contract), the tags it owns, the hash-chained audit log, importing
+prompt files, and the MLflow server guard (`mlflow_guard`, loaded by `mlflow server --app-name
+promptyard-auth`). May import: `promptyard.evaluation`, `promptyard.registry`,
+`promptyard.runtime`, `promptyard.errors`.
+"""
+
+from promptyard.governance.actions import Governance
+from promptyard.governance.audit import ACTIONS, AuditEntry, AuditLog
+from promptyard.governance.checks import Check, PromotionChecks
+from promptyard.governance.policy import ROLES, Policy, PromotionRule, current_user, load_policy, parse_policy
+from promptyard.governance.prompt_files import ImportResult, import_prompts
+from promptyard.governance.secret_scan import find_secrets, redact, refuse_secrets
+from promptyard.governance.tags import APPROVAL, EVIDENCE, REJECTION, TAG_AUTHOR, evidence_tags
+
+__all__ = [
+    "ACTIONS",
+    "APPROVAL",
+    "EVIDENCE",
+    "REJECTION",
+    "ROLES",
+    "TAG_AUTHOR",
+    "AuditEntry",
+    "AuditLog",
+    "Check",
+    "Governance",
+    "ImportResult",
+    "Policy",
+    "PromotionChecks",
+    "PromotionRule",
+    "current_user",
+    "evidence_tags",
+    "find_secrets",
+    "import_prompts",
+    "load_policy",
+    "parse_policy",
+    "redact",
+    "refuse_secrets",
+]

@@ -1,0 +1,43 @@
+"""Optimization decisions: the pure core of the optimize flow (no Prefect, no MLflow, no LM calls).
+
+Owns the flow's typed parameter groups and their checks, the budget plan (what the search may
+spend so the final test is always paid for), the decision to register or not and why, the
+provenance and evidence tags of a registered version, and the typed `OptimizationResult`.
+May import: `promptyard.governance`, `promptyard.evaluation`, `promptyard.registry`,
+`promptyard.runtime`, `promptyard.errors`.
+"""
+
+from promptyard.optimization.decision import (
+    CANDIDATE_ALIAS,
+    Decision,
+    Verdict,
+    choose_on_validation,
+    decide_on_test,
+    interval,
+    registered_reason,
+)
+from promptyard.optimization.options import BudgetLimits, SearchOptions, SelectionOptions, checked
+from promptyard.optimization.plan import BudgetPlan
+from promptyard.optimization.provenance import commit_message, evidence, version_tags
+from promptyard.optimization.result import CandidateSummary, OptimizationResult, SeedPrompt
+
+__all__ = [
+    "CANDIDATE_ALIAS",
+    "BudgetLimits",
+    "BudgetPlan",
+    "CandidateSummary",
+    "Decision",
+    "OptimizationResult",
+    "SearchOptions",
+    "SeedPrompt",
+    "SelectionOptions",
+    "Verdict",
+    "checked",
+    "choose_on_validation",
+    "commit_message",
+    "decide_on_test",
+    "evidence",
+    "interval",
+    "registered_reason",
+    "version_tags",
+]

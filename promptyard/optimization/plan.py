@@ -1,0 +1,52 @@
+"""Planning a run's LM calls so that the final test can always be paid for.
+
+A run spends calls on the optimizer's search, on scoring candidates on validation and on scoring
+the seed and the best candidate on the test split. While the optimizer searches, the calls for
+the test split and for validating one or two candidates are held back; once it has proposed,
+only the test split's share is held back, and candidates that no longer fit are not scored.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from promptyard.errors import UserError
+
+__all__ = ["BudgetPlan"]
+
+
+@dataclass(frozen=True)
+class BudgetPlan:
+    max_calls: int | None
+    validation: int  # examples per validation scoring
+    test: int  # examples per test scoring
+
+    @property
+    def minimum_calls(self) -> int:
+        """The seed and one candidate on validation, and both on the test split."""
+        return 2 * self.validation + 2 * self.test
+
+    def check(self) -> None:
+        """Refuse, before any call, a call budget that cannot pay for one candidate."""
+        if self.max_calls is not None and self.max_calls < self.minimum_calls:
+            raise UserError(
+                f"budget_calls={self.max_calls} cannot cover one candidate: the baseline and one candidate on "
+                f"validation ({self.validation} each) and both on test ({self.test} each) take "
+                f"{self.minimum_calls} calls. Raise the budget, or lower --limit-validation / --limit-test.")
+
+    @property
+    def held_during_search(self) -> int:
+        """Calls the search may not use: the test split and validating one or (when affordable) two candidates."""
+        spare = (self.max_calls or 0) - 2 * self.test - self.validation
+        candidates = max(1, min(2, spare // max(1, self.validation)))
+        return 2 * self.test + self.validation * candidates
+
+    @property
+    def held_for_test(self) -> int:
+        return 2 * self.test
+
+    def affordable_candidates(self, calls_used: int, proposed: int) -> int:
+        """How many of `proposed` candidates can be scored on validation with what is left."""
+        if self.max_calls is None or not self.validation:
+            return proposed
+        return min(proposed, max(0, (self.max_calls - self.held_for_test - calls_used) // self.validation))

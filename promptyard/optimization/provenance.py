@@ -1,0 +1,34 @@
+"""Where a registered version came from: its version tags, commit message and evidence tags."""
+
+from __future__ import annotations
+
+from promptyard.evaluation import PairedComparison
+from promptyard.governance import evidence_tags
+
+__all__ = ["version_tags", "commit_message", "evidence"]
+
+
+def version_tags(*, parent_version: int, optimizer: str, dataset: str, dataset_digest: str, seed: int,
+                 parent_run_id: str, candidate_run_id: str, comparison: PairedComparison) -> dict[str, str]:
+    """Provenance on the new version: enough to find and reproduce the run that earned it."""
+    return {
+        "promptyard.parent_version": str(parent_version), "promptyard.optimizer": optimizer,
+        "promptyard.dataset": dataset, "promptyard.dataset_digest": dataset_digest,
+        "promptyard.seed": str(seed), "promptyard.parent_run_id": parent_run_id,
+        "promptyard.candidate_run_id": candidate_run_id,
+        "promptyard.test_baseline": f"{comparison.baseline:.4f}",
+        "promptyard.test_score": f"{comparison.candidate:.4f}",
+        "promptyard.test_diff_low": f"{comparison.low:.4f}",
+    }
+
+
+def commit_message(optimizer: str, dataset: str, comparison: PairedComparison) -> str:
+    return (f"{optimizer} on {dataset}: test {comparison.baseline:.3f} -> {comparison.candidate:.3f} "
+            f"({comparison.confidence:.0%} interval [{comparison.low:+.3f}, {comparison.high:+.3f}])")
+
+
+def evidence(prompt: str, parent_version: int, new_version: int, dataset: str,
+             comparison: PairedComparison) -> tuple[dict[str, str], dict[str, float]]:
+    """Tags and metrics that make the optimization run promotion evidence for the new version."""
+    return (evidence_tags(prompt, parent_version, new_version, dataset, "test"),
+            {"evidence_diff": comparison.diff, "evidence_diff_low": comparison.low})

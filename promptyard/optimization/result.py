@@ -1,0 +1,62 @@
+"""What an optimization returns: plain, typed data the CLI prints and `--json` serialises."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from promptyard.evaluation import McNemar, PairedComparison
+from promptyard.registry import GenerationConfig
+from promptyard.runtime import BudgetUsage
+
+__all__ = ["SeedPrompt", "CandidateSummary", "OptimizationResult"]
+
+
+@dataclass(frozen=True)
+class SeedPrompt:
+    """The version an optimization starts from."""
+
+    name: str
+    version: int
+    template: str
+    generation: GenerationConfig = field(default_factory=GenerationConfig)
+
+    @property
+    def label(self) -> str:
+        return f"{self.name}/{self.version}"
+
+
+@dataclass(frozen=True)
+class CandidateSummary:
+    index: int
+    source: str
+    output_format: str
+    train_score: float | None
+    validation: float
+    cost_per_example: float
+    mean_latency_s: float
+    run_id: str
+
+
+@dataclass
+class OptimizationResult:
+    prompt: str  # name/version of the seed
+    dataset: str
+    optimizer: str
+    baseline_validation: float
+    candidates: list[CandidateSummary]
+    decision: str
+    budget: BudgetUsage
+    cost_usd: float
+    duration_s: float
+    parent_run_id: str
+    mlflow_url: str
+    flow_run_id: str
+    registered_version: int | None = None
+    best_candidate: int | None = None  # 1-based index of the candidate taken to the test split
+    test: PairedComparison | None = None
+    mcnemar: McNemar | None = None
+    pareto_front: list[int] = field(default_factory=list)  # 1-based candidate indices
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)

@@ -1,0 +1,41 @@
+"""Registry: prompts in MLflow's own prompt registry.
+
+Owns prompt references (`name`, `name/3`, `name@alias`), `{{variable}}` templates, the request
+settings stored with a version, the prompt contract, `Registry` (the one door to MLflow's prompt
+API: versions, aliases, prompt-level tags) and the prompt library (search, diff, prompt files).
+Writes are made by `promptyard.governance`, which checks roles and audits them.
+May import: `promptyard.runtime`, `promptyard.errors`.
+"""
+
+from promptyard.registry.contract import TAG_CONTRACT, Contract
+from promptyard.registry.generation import GenerationConfig
+from promptyard.registry.library import (
+    diff_versions,
+    export_prompts,
+    prompt_files,
+    read_prompt_file,
+    search_prompts,
+    user_tags,
+)
+from promptyard.registry.refs import PromptRef
+from promptyard.registry.store import Registry
+from promptyard.registry.templates import Template, check_variables, diff, render, variables
+
+__all__ = [
+    "TAG_CONTRACT",
+    "Contract",
+    "GenerationConfig",
+    "PromptRef",
+    "Registry",
+    "Template",
+    "check_variables",
+    "diff",
+    "diff_versions",
+    "export_prompts",
+    "prompt_files",
+    "read_prompt_file",
+    "render",
+    "search_prompts",
+    "user_tags",
+    "variables",
+]

@@ -1,0 +1,32 @@
+"""Runtime: what every other package stands on.
+
+Owns settings (one `PROMPTYARD_` prefix, one state directory, the offline environment), the LLM
+endpoint and `dspy.LM` construction, run budgets, the MLflow run tracker (the one door to MLflow's
+runs), progress bars, SQL engines for promptyard's own tables, and the local stack of services
+(`stack`, `llm_server`). May import: `promptyard.errors` only.
+"""
+
+from promptyard.runtime.budget import Budget, BudgetUsage
+from promptyard.runtime.endpoint import Endpoint, check_endpoint, is_transport_error, make_lm
+from promptyard.runtime.health import require_answer
+from promptyard.runtime.progress import scoring_progress
+from promptyard.runtime.settings import BUNDLED_MODEL, Settings, apply_offline_env, get_settings
+from promptyard.runtime.sqlstore import engine_for
+from promptyard.runtime.tracking import Tracker
+
+__all__ = [
+    "BUNDLED_MODEL",
+    "Budget",
+    "BudgetUsage",
+    "Endpoint",
+    "Settings",
+    "Tracker",
+    "apply_offline_env",
+    "check_endpoint",
+    "engine_for",
+    "get_settings",
+    "is_transport_error",
+    "make_lm",
+    "require_answer",
+    "scoring_progress",
+]

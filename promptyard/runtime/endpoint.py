@@ -1,0 +1,102 @@
+"""The LLM endpoint: any OpenAI-compatible server, by default the bundled local model.
+
+`make_lm` builds a `dspy.LM` on the endpoint; its responses are cached by DSPy on disk under the
+state directory, so re-running the same work makes no new calls. The API key is a `SecretStr`
+and never leaves this module except in the request's Authorization header.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any
+
+import httpx
+from pydantic import SecretStr
+
+from promptyard.errors import EndpointUnreachableError
+from promptyard.runtime.settings import Settings, get_settings
+
+__all__ = ["Endpoint", "check_endpoint", "make_lm", "is_transport_error"]
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    base_url: str
+    model: str
+    api_key: SecretStr = field(default_factory=lambda: SecretStr("not-needed"), repr=False)
+    timeout: float = 60.0
+
+    @classmethod
+    def from_settings(cls, settings: Settings | None = None) -> Endpoint:
+        s = settings or get_settings()
+        return cls(base_url=s.lm_url.rstrip("/"), model=s.lm_model, api_key=s.lm_api_key, timeout=s.lm_timeout)
+
+    def describe(self) -> dict[str, str]:
+        """What may be logged about the endpoint (never the key)."""
+        return {"lm_base_url": self.base_url, "lm_model": self.model}
+
+
+def check_endpoint(endpoint: Endpoint, timeout: float = 5.0) -> None:
+    """Raise `EndpointUnreachableError` unless the endpoint answers `GET /models`."""
+    headers = {"Authorization": f"Bearer {endpoint.api_key.get_secret_value()}"}
+    try:
+        response = httpx.get(f"{endpoint.base_url}/models", headers=headers, timeout=timeout)
+    except httpx.HTTPError as exc:
+        raise EndpointUnreachableError(
+            f"No LLM answers at {endpoint.base_url} ({type(exc).__name__}: {exc}). Start the bundled "
+            "model with `promptyard up`, or set PROMPTYARD_LM_BASE_URL to a running "
+            "OpenAI-compatible endpoint."
+        ) from None
+    if response.status_code in (401, 403):
+        raise EndpointUnreachableError(
+            f"The LLM endpoint {endpoint.base_url} refused the API key (HTTP {response.status_code}): "
+            "set PROMPTYARD_LM_API_KEY to a valid key."
+        )
+
+
+def make_lm(endpoint: Endpoint, *, cache: bool = True, budget=None, **defaults: Any):
+    """A `dspy.LM` on the endpoint (temperature 0 unless given); every request charged to `budget`."""
+    import dspy
+
+    defaults.setdefault("temperature", 0.0)
+    defaults.setdefault("max_tokens", 256)
+    lm_class = dspy.LM if budget is None else _budgeted_lm_class()
+    lm = lm_class(f"openai/{endpoint.model}", api_base=endpoint.base_url, api_key=endpoint.api_key.get_secret_value(),
+                  cache=cache, num_retries=2, timeout=endpoint.timeout, **defaults)
+    if budget is not None:
+        lm.budget = budget  # shared by reference with the copies DSPy optimizers make
+    return lm
+
+
+@lru_cache(maxsize=1)
+def _budgeted_lm_class():
+    import dspy
+
+    class BudgetedLM(dspy.LM):
+        """A dspy.LM whose requests are charged to a `Budget` (cache hits are free)."""
+
+        budget = None
+
+        def forward(self, *args, **kwargs):
+            requests = int(kwargs.get("n") or self.kwargs.get("n") or 1)  # DSPy sends n completions as n requests
+            self.budget.start_call(requests)
+            response = None
+            try:
+                response = super().forward(*args, **kwargs)
+                return response
+            finally:
+                usage = (response.get("usage") if response is not None else None) or {}
+                cached = bool(response is not None and response.get("cache_hit", False))
+                self.budget.end_call(cached=cached, tokens=int(usage.get("total_tokens", 0) or 0), requests=requests,
+                                     prompt_tokens=int(usage.get("prompt_tokens", 0) or 0),
+                                     completion_tokens=int(usage.get("completion_tokens", 0) or 0))
+
+    return BudgetedLM
+
+
+def is_transport_error(exc: BaseException) -> bool:
+    """True when the request never reached a working endpoint (refused, DNS, timeout)."""
+    from dspy.utils.exceptions import LMTimeoutError, LMTransportError
+
+    return isinstance(exc, LMTransportError | LMTimeoutError)

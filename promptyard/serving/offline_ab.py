@@ -1,0 +1,64 @@
+"""Offline A/B: two versions on the same dataset examples, before any traffic.
+
+The paired bootstrap interval of B − A and, for binary metrics, McNemar's exact test. When both
+versions belong to one prompt, the run is promotion evidence for B over A.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from promptyard.errors import UserError
+from promptyard.evaluation import VersionScorer, is_binary, mcnemar, paired_bootstrap
+from promptyard.governance import evidence_tags
+from promptyard.runtime import Settings
+
+__all__ = ["compare_prompts"]
+
+
+def compare_prompts(settings: Settings, ref_a: str, ref_b: str, dataset: str, *, split: str = "test",
+                    limit: int | None = None, confidence: float = 0.95) -> dict[str, Any]:
+    """Offline A/B: both versions on the same examples; interval of B − A and, if binary, McNemar."""
+    scorer = VersionScorer(settings, dataset, split, limit)
+    version_a, version_b = scorer.version(ref_a), scorer.version(ref_b)
+    if (version_a.name, version_a.version) == (version_b.name, version_b.version):
+        raise UserError(f"{ref_a} and {ref_b} are the same version ({version_a.name}/{version_a.version}): "
+                        "compare two different versions.")
+    result_a, result_b = scorer.score(version_a), scorer.score(version_b)
+    comparison = paired_bootstrap(result_a.scores, result_b.scores, confidence=confidence)
+    binary = is_binary(result_a.scores + result_b.scores)
+    test = mcnemar(result_a.scores, result_b.scores) if binary else None
+    label_a, label_b = f"{version_a.name}/{version_a.version}", f"{version_b.name}/{version_b.version}"
+    if comparison.low > 0:
+        verdict = f"{label_b} is better than {label_a}"
+    elif comparison.high < 0:
+        verdict = f"{label_b} is worse than {label_a}"
+    else:
+        verdict = "no significant difference"
+    tracker, run_id = scorer.start_run(f"ab offline {label_a} vs {label_b} on {scorer.data.card.name} {split}",
+                                       "ab-offline", version_b.name)
+    metrics = {"a_score": comparison.baseline, "b_score": comparison.candidate, "diff": comparison.diff,
+               "diff_low": comparison.low, "diff_high": comparison.high,
+               "a_mean_latency_s": result_a.mean_latency_s, "b_mean_latency_s": result_b.mean_latency_s}
+    if test:
+        metrics |= {"mcnemar_p_value": test.p_value, "fixed": test.fixed, "broken": test.broken}
+    tags = {"promptyard.ab.verdict": verdict}
+    if version_a.name == version_b.name:  # a paired test-split comparison is promotion evidence
+        tags |= evidence_tags(version_a.name, int(version_a.version), int(version_b.version), scorer.data.card.name,
+                              split)
+        metrics |= {"evidence_diff": comparison.diff, "evidence_diff_low": comparison.low}
+    tracker.log(run_id, params={"a": label_a, "b": label_b, "split": split, "metric": scorer.data.card.metric,
+                                "confidence": confidence, **scorer.endpoint.describe()},
+                metrics=metrics, tags=tags)
+    tracker.log_table(run_id, result_a.table(), f"predictions/a_{split}.json")
+    tracker.log_table(run_id, result_b.table(), f"predictions/b_{split}.json")
+    tracker.finish(run_id)
+    return {
+        "a": label_a, "b": label_b, "dataset": scorer.data.card.name, "split": split, "n": comparison.n,
+        "metric": scorer.data.card.metric, "a_score": comparison.baseline, "b_score": comparison.candidate,
+        "diff": comparison.diff, "low": comparison.low, "high": comparison.high, "confidence": confidence,
+        "mcnemar_p_value": test.p_value if test else None, "fixed": test.fixed if test else None,
+        "broken": test.broken if test else None, "verdict": verdict,
+        "a_mean_latency_s": result_a.mean_latency_s, "b_mean_latency_s": result_b.mean_latency_s,
+        "run_id": run_id, "mlflow_url": tracker.run_url(run_id),
+    }
