@@ -16,7 +16,7 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from promptyard.errors import PermissionDeniedError
-from promptyard.governance import evidence_tags
+from promptyard.governance import Evidence, Governance
 from promptyard.registry import Registry
 from promptyard.runtime import Tracker, apply_offline_env, get_settings
 from promptyard.serving import Analysis, EventStore, Experiment, Experiments, Observation, analyze, plot_over_time
@@ -55,18 +55,19 @@ def log_analysis(tracking_uri: str, mlflow_experiment: str, experiment: Experime
     for version, results in analysis.comparisons.items():
         for metric, result in results.items():
             metrics[f"v{version}_vs_control_{metric}_p_value"] = result["p_value"]
-    evidence = {}
-    if analysis.decision == "promote":  # an online decision is promotion evidence for the winner
-        quality = analysis.comparisons[analysis.winner]["value"]
-        evidence = evidence_tags(experiment.prompt, experiment.control, analysis.winner, f"online:{experiment.id}",
-                                 "online")
-        metrics |= {"evidence_diff": quality["diff"], "evidence_diff_low": quality["low"]}
     tracker.log(run_id, metrics=metrics, params={
         "prompt": experiment.ref, "experiment_id": experiment.id, "control": experiment.control,
         "weights": json.dumps({str(k): v for k, v in experiment.weights.items()}), "alpha": experiment.alpha,
         "min_samples": experiment.min_samples, "guardrails": json.dumps(experiment.guardrails),
         "thompson": experiment.thompson, "epoch": experiment.epoch,
-    }, tags={"promptyard.ab.reason": analysis.reason, **evidence})
+    }, tags={"promptyard.ab.reason": analysis.reason})
+    if analysis.decision == "promote":  # an online decision is promotion evidence for the winner
+        quality = analysis.comparisons[analysis.winner]["value"]
+        Governance.from_settings(Registry(tracking_uri)).record_evidence(run_id, Evidence(
+            prompt=experiment.prompt, baseline=experiment.control, candidate=analysis.winner, split="online",
+            dataset=f"online:{experiment.id}", dataset_digest=None, metric="outcome",
+            n=min(quality["n_control"], quality["n_treatment"]), confidence=1 - quality["alpha"],
+            diff=quality["diff"], low=quality["low"], high=quality["high"]))
     tracker.log_text(run_id, json.dumps(analysis.as_dict(), indent=2, default=float), "analysis.json")
     with tempfile.TemporaryDirectory() as tmp:
         png = plot_over_time(experiment, observations, Path(tmp) / "metric_over_time.png")

@@ -20,6 +20,7 @@ from flows.optimize_tasks import (
     load_seed,
     objectives_of,
     propose,
+    record_evidence,
     register_version,
     score,
 )
@@ -56,7 +57,7 @@ def check_request(prompt: str, dataset: str, optimizer: OptimizerSettings | Plug
     search, selection = checked(SearchOptions, search, "search"), checked(SelectionOptions, selection, "selection")
     budget = checked(BudgetLimits, budget, "budget")
     select([], policy=selection.policy, weights=selection.weights)
-    load_card(dataset)
+    load_card(dataset).make_metric()  # the card's metric must be one promptyard may run
     return settings, search, selection, budget
 
 
@@ -126,7 +127,7 @@ def optimize_prompt(prompt: str, dataset: str, optimizer: OptimizerChoice = Copr
             flow_run_id=str(runtime.flow_run.id or ""), registered_version=outcome.get("version"),
             best_candidate=verdict.best + 1 if "test" in outcome else None, test=outcome.get("test"),
             mcnemar=outcome.get("mcnemar"), pareto_front=[i + 1 for i in pareto_front(objectives)])
-        record_result(result, baseline, results, outcome.get("report"), outcome.get("evidence"))
+        record_result(result, baseline, results, outcome.get("report"))
         logger.info(result.decision)
         ok = True
         return result
@@ -174,8 +175,8 @@ def test_and_register(seed, best, best_validation, baseline, best_run_id, test, 
                             candidate_run_id=best_run_id, comparison=comparison)
         version, created = register_version(seed, best, tags, commit_message(optimizer_name, data.card.name,
                                                                                 comparison))
-        outcome |= {"version": version, "decision": registered_reason(seed.name, version, created, decision),
-                    "evidence": evidence(seed.name, seed.version, version, data.card.name, comparison)}
+        record_evidence(run_id, evidence(seed.name, seed.version, version, data, comparison))
+        outcome |= {"version": version, "decision": registered_reason(seed.name, version, created, decision)}
     outcome["report"] = {
         "title": f"Optimization of {seed.name} version {seed.version} on {data.card.name}",
         "seed_template": seed.template, "best_template": best.template, "comparison": comparison, "test": exact,

@@ -55,7 +55,7 @@ def record_test(run_id: str, best_run_id: str, baseline: ScoreResult, best: Scor
 
 @task(cache_policy=NO_CACHE, task_run_name="record the decision", **RETRY)
 def record_result(result: OptimizationResult, baseline: ScoreResult, scored: list[ScoreResult],
-                  report: dict | None, evidence: tuple[dict, dict] | None) -> None:
+                  report: dict | None) -> None:
     """Decision, usage and plot on the parent run; the report; the winner linked to the run; a
     table of the candidates on the Prefect flow run."""
     tracker = _tracker()
@@ -68,10 +68,10 @@ def record_result(result: OptimizationResult, baseline: ScoreResult, scored: lis
         tracker.log_figure(run_id, figure, "pareto.png")
         tracker.log(run_id, metrics={"pareto_front_size": len(result.pareto_front)})
     b = result.budget
-    tracker.log(run_id, tags={"promptyard.decision": result.decision, **(evidence[0] if evidence else {})},
+    tracker.log(run_id, tags={"promptyard.decision": result.decision},
                 metrics={"lm_calls": b.calls, "lm_tokens": b.tokens, "lm_calls_cached": b.cached,
                          "lm_cost_usd": result.cost_usd, "run_seconds": b.seconds,
-                         "candidates_proposed": len(result.candidates), **(evidence[1] if evidence else {}),
+                         "candidates_proposed": len(result.candidates),
                          **({"registered_version": result.registered_version} if result.registered_version else {})})
     if report is not None:
         tracker.log_text(run_id, optimization_report(**report, decision=result.decision), "report.md")

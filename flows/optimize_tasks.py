@@ -12,13 +12,13 @@ from prefect.cache_policies import NO_CACHE
 from optimizers import Candidate, OptimizationTask, OptimizerSettings, PluginOptimizer, get_optimizer
 from promptyard.errors import BudgetExhausted, UserError
 from promptyard.evaluation import DatasetCard, LoadedDataset, Objectives, ScoreResult, load_dataset, score_template
-from promptyard.governance import Governance
+from promptyard.governance import Evidence, Governance
 from promptyard.optimization import CANDIDATE_ALIAS, SeedPrompt
 from promptyard.registry import GenerationConfig, Registry
 from promptyard.runtime import Budget, Endpoint, Tracker, get_settings, make_lm, scoring_progress
 
 __all__ = ["LMSpec", "Proposal", "load_seed", "load_data", "score", "propose", "evaluate_candidate",
-           "register_version", "objectives_of"]
+           "register_version", "record_evidence", "objectives_of"]
 
 
 def _retry_service_errors(task, task_run, state) -> bool:
@@ -127,13 +127,20 @@ def evaluate_candidate(index: int, candidate: Candidate, rows: list[dict], card:
 
 
 @task(cache_policy=NO_CACHE, task_run_name="register the winner", **RETRY)
-def register_version(seed: SeedPrompt, candidate: Candidate, tags: dict[str, str], message: str) -> tuple[int, bool]:
+def register_version(seed: SeedPrompt, candidate: Candidate, provenance: dict[str, str],
+                     message: str) -> tuple[int, bool]:
     """Register the candidate (or find the identical version already there) and move `candidate`."""
     governance = Governance.from_settings()
     existing = governance.registry.find_version(seed.name, candidate.template, candidate.generation)
     created = existing is None
     if created:
-        existing = governance.register(seed.name, candidate.template, commit_message=message, tags=tags,
+        existing = governance.register(seed.name, candidate.template, commit_message=message, provenance=provenance,
                                        generation=candidate.generation)
     governance.set_alias(seed.name, CANDIDATE_ALIAS, int(existing.version), reason=message)
     return int(existing.version), created
+
+
+@task(cache_policy=NO_CACHE, task_run_name="record the evidence", **RETRY)
+def record_evidence(run_id: str, evidence: Evidence) -> None:
+    """The test-split comparison on the parent run, anchored in the audit log: promotion evidence."""
+    Governance.from_settings().record_evidence(run_id, evidence)

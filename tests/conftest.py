@@ -23,7 +23,7 @@ netguard.install()
 import pytest  # noqa: E402
 
 from fake_llm import FakeLLM  # noqa: E402
-from helpers import tiny_rows, write_dataset  # noqa: E402
+from helpers import governed, tiny_rows, write_dataset  # noqa: E402
 from promptyard.runtime import apply_offline_env, get_settings  # noqa: E402
 
 apply_offline_env()  # what the CLI and the flows do first: offline, state under PROMPTYARD_HOME
@@ -65,7 +65,7 @@ def registry():
 @pytest.fixture
 def support(registry):
     """Prompt `support` with versions 1 ("Be kind.") and 2 ("Be brief."), `production` on 1."""
-    registry.register("support", "Be kind.\n\nQ: {{question}}")
-    registry.register("support", "Be brief.\n\nQ: {{question}}")
-    registry.set_alias("support", "production", 1)
+    governed(registry).register("support", "Be kind.\n\nQ: {{question}}")
+    governed(registry).register("support", "Be brief.\n\nQ: {{question}}")
+    governed(registry).set_alias("support", "production", 1)
     return registry

@@ -34,3 +34,10 @@ def length_metric(reply: str, gold: str) -> float:
 
 def broken_metric(reply: str, gold: str) -> float:
     raise ValueError("this metric is broken")
+
+
+def governed(registry, user: str = "tester"):
+    """Registry writes as a test sets them up: through governance, like every write."""
+    from promptyard.governance import Governance
+
+    return Governance.from_settings(registry, user=user)

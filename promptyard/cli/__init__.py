@@ -11,7 +11,7 @@ import os
 
 import click
 
-from promptyard.cli import ab, audit, datasets, evaluate, library, optimize, policy, promotion, prompts, stack
+from promptyard.cli import ab, audit, datasets, evaluate, history, library, optimize, policy, promotion, prompts, stack
 from promptyard.cli.common import PromptyardGroup
 from promptyard.runtime import apply_offline_env
 
@@ -40,7 +40,7 @@ for command in (stack.up, stack.down, stack.status, stack.deploy, datasets.datas
                 policy.policy):
     cli.add_command(command)
 for command in (promotion.promote, promotion.approve, promotion.reject, promotion.rollback, promotion.contract,
-                library.search, library.diff, library.export, library.import_):
+                history.history, library.search, library.diff, library.export, library.import_):
     prompts.prompts.add_command(command)
 
 

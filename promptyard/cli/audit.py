@@ -39,7 +39,9 @@ def audit_log(prompt, as_json) -> None:
     for e in log.entries(prompt):
         target = f"{e.prompt or ''}{'/' + str(e.version) if e.version else ''}{'@' + e.alias if e.alias else ''}"
         change = f" {e.before} -> {e.after}" if e.action in ("alias", "promote", "rollback") else ""
-        extra = (f" evidence {e.evidence_run_id}" if e.evidence_run_id else "") + (f" — {e.reason}" if e.reason else "")
+        reason = " / ".join(line.strip() for line in (e.reason or "").splitlines() if line.strip())
+        reason = reason if len(reason) <= 160 else reason[:157] + "..."
+        extra = (f" evidence {e.evidence_run_id}" if e.evidence_run_id else "") + (f" — {reason}" if reason else "")
         click.echo(f"{e.seq:>5} {e.at[:19]} {e.user:<12} {e.action:<10} {target}{change}{extra}")
 
 

@@ -11,7 +11,8 @@ import click
 from promptyard.errors import OrchestratorUnavailableError, PromptyardError, UserError
 from promptyard.runtime import get_settings, require_answer
 
-__all__ = ["PromptyardGroup", "emit", "parse_pairs", "open_registry", "open_governance", "use_prefect_server"]
+__all__ = ["PromptyardGroup", "emit", "parse_pairs", "open_registry", "open_governance", "point_prefect",
+           "use_prefect_server"]
 
 
 class PromptyardGroup(click.Group):
@@ -62,10 +63,16 @@ def open_governance():
     return Governance.from_settings(open_registry())
 
 
+def point_prefect() -> str:
+    """Point Prefect at the configured server (before anything imports Prefect: it reads its
+    settings once); return the API URL."""
+    os.environ.setdefault("PREFECT_API_URL", get_settings().prefect_url)
+    return os.environ["PREFECT_API_URL"]
+
+
 def use_prefect_server() -> str:
     """Point Prefect at the configured server; raise unless it answers."""
-    os.environ.setdefault("PREFECT_API_URL", get_settings().prefect_url)
-    url = os.environ["PREFECT_API_URL"]
+    url = point_prefect()
     require_answer(f"{url.rstrip('/')}/health", OrchestratorUnavailableError, f"The Prefect server at {url}",
                    "Start it with `promptyard up`, or set PREFECT_API_URL to a running Prefect API.")
     return url

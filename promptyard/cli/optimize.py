@@ -6,7 +6,14 @@ from typing import Any
 
 import click
 
-from promptyard.cli.common import emit, open_governance, open_registry, parse_pairs, use_prefect_server
+from promptyard.cli.common import (
+    emit,
+    open_governance,
+    open_registry,
+    parse_pairs,
+    point_prefect,
+    use_prefect_server,
+)
 from promptyard.errors import PromptNotFoundError
 from promptyard.runtime import get_settings
 
@@ -25,6 +32,7 @@ def run_optimization(prompt: str, dataset: str, optimizer: str, settings: dict[s
                      selection: dict, budget: dict):
     """Check every input, then the services, then run the optimize flow in this process.
     Returns the flow's `OptimizationResult` and the Prefect URL of its flow run."""
+    point_prefect()  # before the flow module imports Prefect
     from flows.optimize import check_request, optimize_prompt
     from optimizers import settings_for
     from promptyard.runtime import Endpoint, check_endpoint

@@ -70,7 +70,7 @@ def reject(name, version, alias, reason) -> None:
 @click.option("--alias", default="production", show_default=True)
 @click.option("--reason", required=True, help="Why (recorded in the audit log).")
 def rollback(name, version, alias, reason) -> None:
-    """Put ALIAS back on an earlier version (approvers only, no checks, audited).
+    """Put ALIAS back on a version it held before (approvers only; the contract is checked; audited).
 
     \b
     Example:

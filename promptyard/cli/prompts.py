@@ -86,14 +86,18 @@ def list_(as_json: bool) -> None:
 
 @prompts.command()
 @click.argument("ref")
+@click.option("--at", "at", help="With NAME@ALIAS: the version the alias held at this time (ISO 8601, UTC by default).")
 @click.option("--json", "as_json", is_flag=True)
-def show(ref: str, as_json: bool) -> None:
-    """Show the version REF points to (NAME, NAME/VERSION or NAME@ALIAS).
+def show(ref: str, at: str | None, as_json: bool) -> None:
+    """Show the version REF points to (NAME, NAME/VERSION or NAME@ALIAS), now or --at a past time.
 
     \b
     Example:
       promptyard prompts show intent@production
+      promptyard prompts show intent@production --at 2026-11-25T14:00
     """
+    if at is not None:
+        ref = _ref_at(ref, at)
     info = describe_version(open_registry().get(ref))
     text = (f"{info['name']} version {info['version']}  aliases: {', '.join(info['aliases']) or '-'}\n"
             f"variables: {', '.join(info['variables'])}\n"
@@ -101,6 +105,21 @@ def show(ref: str, as_json: bool) -> None:
             + (f"response_format: {info['response_format']}\n" if info["response_format"] else "")
             + f"---\n{info['template']}")
     emit(info, as_json, text)
+
+
+def _ref_at(ref: str, at: str) -> str:
+    """NAME/VERSION that NAME@ALIAS pointed to at time `at`, from the audit log."""
+    from promptyard.cli.history import parse_time, version_at
+    from promptyard.registry import PromptRef
+
+    parsed, when = PromptRef.parse(ref), parse_time(at)
+    if not parsed.alias:
+        raise UserError(f"--at needs NAME@ALIAS (an alias moves over time; {ref} does not), e.g. {parsed.name}@production.")
+    entry = version_at(parsed.name, parsed.alias, when)
+    if entry is None:
+        raise UserError(f"The audit log has no move of {ref} at or before {when.isoformat()}: see "
+                        f"`promptyard prompts history {parsed.name} --alias {parsed.alias}`.")
+    return f"{parsed.name}/{entry.version}"
 
 
 @prompts.command()

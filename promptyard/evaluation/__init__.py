@@ -7,7 +7,14 @@ registered version and log it). May import: `promptyard.registry`, `promptyard.r
 `promptyard.errors`.
 """
 
-from promptyard.evaluation.data import DatasetCard, LoadedDataset, list_datasets, load_card, load_dataset
+from promptyard.evaluation.data import (
+    DatasetCard,
+    LoadedDataset,
+    dataset_digest,
+    list_datasets,
+    load_card,
+    load_dataset,
+)
 from promptyard.evaluation.metric_catalog import METRICS, get_metric
 from promptyard.evaluation.metrics import Metric
 from promptyard.evaluation.report import optimization_report
@@ -29,6 +36,7 @@ __all__ = [
     "PairedComparison",
     "ScoreResult",
     "VersionScorer",
+    "dataset_digest",
     "evaluate_prompt",
     "get_metric",
     "is_binary",

@@ -20,7 +20,8 @@ from promptyard.evaluation.metric_catalog import get_metric
 from promptyard.evaluation.metrics import Metric
 from promptyard.registry import check_variables, variables
 
-__all__ = ["DatasetCard", "LoadedDataset", "load_card", "load_dataset", "datasets_dir", "list_datasets"]
+__all__ = ["DatasetCard", "LoadedDataset", "load_card", "load_dataset", "datasets_dir", "list_datasets",
+           "dataset_digest"]
 
 DATA_FILE = "data.jsonl"
 CARD_FILE = "README.md"
@@ -158,6 +159,7 @@ def load_dataset(ref: str | Path, *, cache_dir: Path | None = None) -> LoadedDat
 
     folder = _resolve(ref)
     card = load_card(folder)
+    card.make_metric()  # an unknown or disallowed metric fails here, before anything is scored
     data_path = folder / DATA_FILE
     if not data_path.is_file():
         raise DatasetError(f"Data file {data_path} is missing: put the examples there, one JSON object per line.")
@@ -172,8 +174,6 @@ def load_dataset(ref: str | Path, *, cache_dir: Path | None = None) -> LoadedDat
             f"validation {card.validation_size} + at least 2 for training: add examples or lower "
             "the split sizes in the card."
         )
-    digest = hashlib.sha256(raw)
-    digest.update(f"{card.seed}/{card.test_size}/{card.validation_size}".encode())
     full = hf.load_dataset(
         "json", data_files=str(data_path), split="train", cache_dir=str(cache_dir) if cache_dir else None
     )
@@ -181,4 +181,20 @@ def load_dataset(ref: str | Path, *, cache_dir: Path | None = None) -> LoadedDat
     second = first["train"].train_test_split(test_size=card.validation_size, seed=card.seed, shuffle=True)
     splits = {"train": second["train"].to_list(), "validation": second["test"].to_list(),
               "test": first["test"].to_list()}
-    return LoadedDataset(card=card, path=data_path, digest=digest.hexdigest()[:16], splits=splits)
+    return LoadedDataset(card=card, path=data_path, digest=_digest(raw, card), splits=splits)
+
+
+def _digest(raw: bytes, card: DatasetCard) -> str:
+    """Covers the data file and the split settings: the same digest means the same examples in each split."""
+    digest = hashlib.sha256(raw)
+    digest.update(f"{card.seed}/{card.test_size}/{card.validation_size}".encode())
+    return digest.hexdigest()[:16]
+
+
+def dataset_digest(ref: str | Path) -> str:
+    """The current digest of a dataset (name or folder), without loading it."""
+    folder = _resolve(ref)
+    data_path = folder / DATA_FILE
+    if not data_path.is_file():
+        raise DatasetError(f"Data file {data_path} is missing: put the examples there, one JSON object per line.")
+    return _digest(data_path.read_bytes(), load_card(folder))

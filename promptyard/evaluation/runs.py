@@ -26,12 +26,14 @@ class VersionScorer:
     def __init__(self, settings: Settings, dataset: str, split: str, limit: int | None):
         if split not in SPLITS:
             raise UserError(f"Unknown split {split!r}: use one of {', '.join(SPLITS)}.")
+        if limit is not None and limit < 1:
+            raise UserError(f"--limit {limit} is not valid: give a number of examples of 1 or more, or leave it out.")
         self.settings, self.split = settings, split
+        self.data: LoadedDataset = load_dataset(dataset, cache_dir=settings.home_dir / "hf_cache")  # local, first
+        self.rows = self.data.rows(split, limit)
+        self.endpoint = Endpoint.from_settings(settings)
         self.registry = Registry(settings.tracking_uri)
         self.registry.check()
-        self.data: LoadedDataset = load_dataset(dataset, cache_dir=settings.home_dir / "hf_cache")
-        self.endpoint = Endpoint.from_settings(settings)
-        self.rows = self.data.rows(split, limit)
 
     def version(self, ref: str):
         version = self.registry.get(ref)

@@ -11,32 +11,47 @@ promptyard-auth`). May import: `promptyard.evaluation`, `promptyard.registry`,
 from promptyard.governance.actions import Governance
 from promptyard.governance.audit import ACTIONS, AuditEntry, AuditLog
 from promptyard.governance.checks import Check, PromotionChecks
+from promptyard.governance.evidence import Evidence, evidence_problem
 from promptyard.governance.policy import ROLES, Policy, PromotionRule, current_user, load_policy, parse_policy
 from promptyard.governance.prompt_files import ImportResult, import_prompts
 from promptyard.governance.secret_scan import find_secrets, redact, refuse_secrets
-from promptyard.governance.tags import APPROVAL, EVIDENCE, REJECTION, TAG_AUTHOR, evidence_tags
+from promptyard.governance.tags import (
+    APPROVAL,
+    EVIDENCE,
+    PROVENANCE_KEYS,
+    REJECTION,
+    TAG_AUTHOR,
+    evidence_tags,
+    is_reserved,
+    refuse_reserved,
+)
 
 __all__ = [
     "ACTIONS",
     "APPROVAL",
     "EVIDENCE",
+    "PROVENANCE_KEYS",
     "REJECTION",
     "ROLES",
     "TAG_AUTHOR",
     "AuditEntry",
     "AuditLog",
     "Check",
+    "Evidence",
     "Governance",
     "ImportResult",
     "Policy",
     "PromotionChecks",
     "PromotionRule",
     "current_user",
+    "evidence_problem",
     "evidence_tags",
+    "is_reserved",
     "find_secrets",
     "import_prompts",
     "load_policy",
     "parse_policy",
     "redact",
+    "refuse_reserved",
     "refuse_secrets",
 ]

@@ -1,14 +1,18 @@
 """Governed writes: every change promptyard makes to the registry goes through `Governance`.
 
-It checks the acting user's role in the policy, refuses credentials in templates and tags,
-stamps the author on new versions, and appends to the audit log. A protected alias (default
-`production`) moves only by `promote` (evidence, four-eyes approval, contract: see `checks`) or
-by an approver's `rollback`.
+It checks the acting user's role in the policy, refuses credentials and reserved keys in what
+users supply, stamps the author on new versions, and appends to the audit log — refusals too
+(who tried what, and why not). A protected alias (default `production`) moves only by `promote`
+(evidence, four-eyes approval, contract: see `checks`) or by an approver's `rollback` to a version
+that held it before; a service identity never moves one.
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
 import json
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -17,15 +21,49 @@ from functools import cached_property
 from promptyard.errors import PermissionDeniedError
 from promptyard.governance.audit import AuditLog
 from promptyard.governance.checks import Check, PromotionChecks
+from promptyard.governance.evidence import Evidence
 from promptyard.governance.policy import Policy, current_user, load_policy
 from promptyard.governance.secret_scan import refuse_secrets
-from promptyard.governance.tags import APPROVAL, REJECTION, TAG_AUTHOR
+from promptyard.governance.tags import (
+    APPROVAL,
+    EXPERIMENT,
+    PROVENANCE_KEYS,
+    REJECTION,
+    TAG_AUTHOR,
+    refuse_reserved,
+)
 from promptyard.registry import TAG_CONTRACT, Contract, GenerationConfig, Registry
 from promptyard.runtime import Tracker
 
 __all__ = ["Governance"]
 
-_ALIAS_ACTIONS = ("alias", "promote", "rollback")
+_depth = threading.local()  # governed calls under way in this thread: a refusal is audited once, outermost
+
+
+def _audits_refusals(action: str):
+    """Audit a PermissionDeniedError raised by the governed `action` (once), then let it through."""
+
+    def wrap(method):
+        signature = inspect.signature(method)
+
+        @functools.wraps(method)
+        def governed(self, *args, **kwargs):
+            _depth.n = getattr(_depth, "n", 0) + 1
+            try:
+                return method(self, *args, **kwargs)
+            except PermissionDeniedError as exc:
+                bound = signature.bind(self, *args, **kwargs)
+                bound.apply_defaults()
+                given = bound.arguments
+                prompt = given.get("name") or getattr(given.get("evidence"), "prompt", None)
+                self.record_refusal(exc, action, prompt, version=given.get("version"), alias=given.get("alias"))
+                raise
+            finally:
+                _depth.n -= 1
+
+        return governed
+
+    return wrap
 
 
 @dataclass
@@ -49,7 +87,7 @@ class Governance:
     @cached_property
     def promotion(self) -> PromotionChecks:
         """The promotion checks under this policy (runs are read through the tracker)."""
-        return PromotionChecks(self.registry, self.policy, Tracker(self.registry.tracking_uri), self.now)
+        return PromotionChecks(self.registry, self.policy, Tracker(self.registry.tracking_uri), self.audit, self.now)
 
     def record_policy_change(self) -> None:
         """A policy file edited in place (e.g. merged in git) is audited the first time it is used."""
@@ -62,26 +100,57 @@ class Governance:
                           reason="policy in force changed (first use of this version)")
 
     def require(self, role: str, prompt: str, action: str) -> None:
-        self.policy.require(self.user, role, prompt, action)
+        try:
+            self.policy.require(self.user, role, prompt, action)
+        except PermissionDeniedError as exc:
+            if getattr(_depth, "n", 0) == 0:  # a direct check (CLI, flow, guard); governed calls audit themselves
+                self.record_refusal(exc, action, prompt)
+            raise
+
+    def record_refusal(self, exc: Exception, action: str, prompt: str | None, *, version=None,
+                       alias: str | None = None) -> None:
+        """Who tried what, and why it was refused (once per refusal)."""
+        if getattr(exc, "audited", False):
+            return
+        exc.audited = True
+        self.audit.append(self.user, "refused", prompt=prompt, version=int(version) if str(version).isdigit() else None,
+                          alias=alias, after={"action": action}, reason=str(exc)[:2000])
+
+    def _refuse_service(self, name: str, alias: str, what: str) -> None:
+        if self.policy.is_service(self.user) and self.policy.is_protected(alias):
+            raise PermissionDeniedError(
+                f"{self.user} is a service identity (policy: {self.policy.source}) and cannot {what} {name}@{alias}: "
+                "scheduled work registers versions and moves other aliases; a person promotes.")
 
     # -- versions and aliases ------------------------------------------------------------------
+    @_audits_refusals("register a version")
     def register(self, name: str, template: str, *, commit_message: str = "", tags: dict | None = None,
-                 generation: GenerationConfig | None = None, available_fields=None):
+                 generation: GenerationConfig | None = None, available_fields=None,
+                 provenance: dict[str, str] | None = None):
+        """Register a version. `tags` are the user's own (reserved keys refused); `provenance` holds
+        the optimization's descriptive `promptyard.*` keys and nothing else."""
         self.require("editor", name, "register versions")
+        refuse_reserved(tags, f"Registering {name}")
+        unknown = sorted(set(provenance or {}) - PROVENANCE_KEYS)
+        if unknown:
+            raise PermissionDeniedError(f"Registering {name}: {', '.join(unknown)} is not a provenance key "
+                                        f"({', '.join(sorted(PROVENANCE_KEYS))}).")
         refuse_secrets(template, f"The template of {name}")
         for key, value in (tags or {}).items():
             refuse_secrets(f"{key}={value}", f"Tag {key} of {name}")
-        tags = {**(tags or {}), TAG_AUTHOR: self.user}
-        version = self.registry.register(name, template, commit_message=commit_message, tags=tags,
-                                         generation=generation, available_fields=available_fields)
+        tags = {**(tags or {}), **(provenance or {}), TAG_AUTHOR: self.user}
+        version = self.registry._register(name, template, commit_message=commit_message, tags=tags,
+                                          generation=generation, available_fields=available_fields)
         self.audit.append(self.user, "register", prompt=name, version=int(version.version), reason=commit_message,
                           after={"template": template, "response_format": version.response_format,
                                  "model_config": version.model_config})
         return version
 
+    @_audits_refusals("move an alias")
     def set_alias(self, name: str, alias: str, version: int, *, reason: str | None = None) -> None:
         """Move a non-protected alias, or create a protected alias that does not exist yet."""
         self.require("editor", name, f"move alias {alias!r}")
+        self._refuse_service(name, alias, "set")
         current = self.registry.alias_version(name, alias)
         if current == int(version):
             return
@@ -92,28 +161,30 @@ class Governance:
                     f"{version} --to {alias}` (checks evidence, approval and contract), or roll back with "
                     f"`promptyard prompts rollback {name} --to VERSION --alias {alias}`.")
             self.promotion.require([self.promotion.contract_check(name, int(version))], name, int(version), alias)
-        self.registry.set_alias(name, alias, int(version))
+        self.registry._set_alias(name, alias, int(version))
         self.audit.append(self.user, "alias", prompt=name, version=int(version), alias=alias, before=current,
                           after=int(version), reason=reason)
 
+    @_audits_refusals("promote")
     def promote(self, name: str, version: int, *, alias: str = "production", evidence_run_id: str | None = None,
                 reason: str | None = None) -> list[Check]:
         """Run every check; move the alias only if all pass (else raise, naming each failure)."""
         self.require("editor", name, f"promote to {alias!r}")
+        self._refuse_service(name, alias, "promote")
         version = int(version)
         self.registry.get(f"{name}/{version}")
         current = self.registry.alias_version(name, alias)
         checks = self.promotion.all(name, version, alias, evidence_run_id=evidence_run_id)
         self.promotion.require(checks, name, version, alias)
-        self.registry.set_alias(name, alias, version)
+        self.registry._set_alias(name, alias, version)
         evidence = next((c.run_id for c in checks if c.name == "evidence" and c.run_id), None)
         self.audit.append(self.user, "promote", prompt=name, version=version, alias=alias, before=current,
                           after=version, reason=reason, evidence_run_id=evidence)
         return checks
 
-    def is_rollback(self, name: str, version: int, alias: str, current: int | None) -> bool:
-        held = {e.version for e in self.audit.entries(name) if e.alias == alias and e.action in _ALIAS_ACTIONS}
-        return version in held or (current is not None and version < current)
+    def held(self, name: str, alias: str) -> set[int]:
+        """The versions the audit log saw on `name@alias`."""
+        return {e.version for e in self.audit.alias_history(name, alias) if e.version is not None}
 
     def authorize_alias_move(self, name: str, alias: str, version: int) -> str:
         """What moving the alias would be (alias | promote | rollback), or raise why it may not.
@@ -122,62 +193,131 @@ class Governance:
         server guard, in front of plain MLflow clients)."""
         version = int(version)
         current = self.registry.alias_version(name, alias)
+        self._refuse_service(name, alias, "move")
         if not self.policy.is_protected(alias) or current is None or current == version:
             self.require("editor", name, f"move alias {alias!r}")
             if self.policy.is_protected(alias) and current is None:
                 self.promotion.require([self.promotion.contract_check(name, version)], name, version, alias)
             return "alias"
         role = self.policy.role_of(self.user, name)
-        if role in ("approver", "admin") and self.is_rollback(name, version, alias, current):
+        if role in ("approver", "admin") and version in self.held(name, alias):
+            self.promotion.require([self.promotion.contract_check(name, version)], name, version, alias)
             return "rollback"
         self.require("editor", name, f"promote to {alias!r}")
         self.promotion.require(self.promotion.all(name, version, alias), name, version, alias)
         return "promote"
 
+    @_audits_refusals("roll back")
     def rollback(self, name: str, version: int, *, alias: str = "production", reason: str | None = None) -> None:
-        """Put the alias back on a version it held before; approvers only; audited."""
+        """Put the alias back on a version the audit log saw on it; approvers only; the contract holds."""
         self.require("approver", name, f"roll back {alias!r}")
+        self._refuse_service(name, alias, "roll back")
         version = int(version)
         self.registry.get(f"{name}/{version}")
         current = self.registry.alias_version(name, alias)
-        if not self.is_rollback(name, version, alias, current):
-            raise PermissionDeniedError(f"v{version} never held {name}@{alias}: a rollback returns to an earlier "
-                                        f"version; use `promptyard prompts promote {name} {version} --to {alias}`.")
-        self.registry.set_alias(name, alias, version)
+        held = self.held(name, alias)
+        if version not in held:
+            raise PermissionDeniedError(
+                f"v{version} never held {name}@{alias} (held: {', '.join(f'v{v}' for v in sorted(held)) or 'none'}, "
+                f"from the audit log): a rollback returns to an earlier version; use `promptyard prompts promote "
+                f"{name} {version} --to {alias}`.")
+        self.promotion.require([self.promotion.contract_check(name, version)], name, version, alias)
+        self.registry._set_alias(name, alias, version)
         self.audit.append(self.user, "rollback", prompt=name, version=version, alias=alias, before=current,
                           after=version, reason=reason)
 
-    # -- approvals, contract, prompt tags ------------------------------------------------------
+    # -- approvals, contract, evidence, experiments, prompt tags --------------------------------
+    @_audits_refusals("approve or reject")
     def approve(self, name: str, version: int, *, alias: str = "production", reason: str | None = None,
                 reject: bool = False) -> None:
         self.require("approver", name, "approve or reject promotions")
+        if self.policy.is_service(self.user):
+            raise PermissionDeniedError(f"{self.user} is a service identity and cannot approve or reject: a person "
+                                        "reviews what scheduled work produced.")
         found = self.registry.get(f"{name}/{version}")
-        author = (found.tags or {}).get(TAG_AUTHOR)
-        if not reject and author == self.user:
-            raise PermissionDeniedError(f"{self.user} registered {name}/{version} and cannot approve it: a "
-                                        "different approver must (four eyes).")
+        author = self.promotion.author_of(name, int(version))
+        if not reject and author in (self.user, None):
+            raise PermissionDeniedError(
+                f"{self.user} registered {name}/{version} and cannot approve it: a different approver must (four eyes)."
+                if author else f"The author of {name}/{version} is unknown (no audit entry and no author stamp), so "
+                "four eyes cannot be checked: register the version through promptyard, then approve it.")
         note = json.dumps({"alias": alias, "at": self.now(), "reason": reason or ""})
         mine, other = (REJECTION, APPROVAL) if reject else (APPROVAL, REJECTION)
-        self.registry.set_version_tags(name, int(version), {mine + self.user: note})
+        self.registry._set_version_tags(name, int(version), {mine + self.user: note})
         if other + self.user in (found.tags or {}):
-            self.registry.delete_version_tag(name, int(version), other + self.user)
+            self.registry._delete_version_tag(name, int(version), other + self.user)
         self.audit.append(self.user, "reject" if reject else "approve", prompt=name, version=int(version),
                           alias=alias, reason=reason)
 
+    @_audits_refusals("change the contract")
     def set_contract(self, name: str, contract: Contract, *, reason: str | None = None) -> None:
         self.require("approver", name, "change the prompt contract")
         before = self.promotion.contract(name)
-        self.registry.set_prompt_tag(name, TAG_CONTRACT, contract.to_tag())
+        self.registry._set_prompt_tag(name, TAG_CONTRACT, contract.to_tag())
         self.audit.append(self.user, "policy", prompt=name, before=asdict(before) if before else None,
                           after=json.loads(contract.to_tag()), reason=reason or "contract")
 
+    @_audits_refusals("record evidence")
+    def record_evidence(self, run_id: str, evidence: Evidence) -> None:
+        """Write the evidence on its run (tags and metrics, for people) and anchor it in the audit log
+        (what promotion trusts), by an editor of the prompt."""
+        self.require("editor", evidence.prompt, "record promotion evidence")
+        self.promotion.tracker.log(run_id, tags=evidence.tags(), metrics=evidence.metrics())
+        self.audit.append(self.user, "evidence", prompt=evidence.prompt, version=evidence.candidate,
+                          evidence_run_id=run_id, after=json.loads(evidence.to_json()),
+                          reason=f"{evidence.split} on {evidence.dataset}: n={evidence.n}, diff {evidence.diff:+.4f}")
+
+    @_audits_refusals("start an experiment")
+    def may_start_experiment(self, name: str, alias: str) -> None:
+        """An approver on a protected alias (never a service identity), an editor elsewhere."""
+        self.require("approver" if self.policy.is_protected(alias) else "editor", name,
+                     f"start an experiment on {name}@{alias}")
+        self._refuse_service(name, alias, "start an experiment on")
+
+    @_audits_refusals("start an experiment")
+    def start_experiment(self, name: str, alias: str, split: str, *, after) -> None:
+        """Store an A/B split on `name@alias` (see `may_start_experiment`)."""
+        self.may_start_experiment(name, alias)
+        self.registry._set_prompt_tag(name, EXPERIMENT + alias, split)
+        self.audit.append(self.user, "experiment", prompt=name, alias=alias, after=after, reason="start")
+
+    @_audits_refusals("reallocate an experiment")
+    def reallocate_experiment(self, name: str, alias: str, split: str, *, thompson: bool, before, after,
+                              reason: str) -> None:
+        """Move traffic within a running experiment: editors, and only one started with reallocation
+        allowed (whoever started it consented to the weights moving)."""
+        self.require("editor", name, f"reallocate the experiment on {name}@{alias}")
+        if not thompson:
+            raise PermissionDeniedError(f"The experiment on {name}@{alias} was started with a fixed split: stop it "
+                                        "and start another to change the weights.")
+        self.registry._set_prompt_tag(name, EXPERIMENT + alias, split)
+        self.audit.append(self.user, "experiment", prompt=name, alias=alias, before=before, after=after, reason=reason)
+
+    @_audits_refusals("stop an experiment")
+    def end_experiment(self, name: str, alias: str, result: str, *, version: int, before: int, reason: str,
+                       evidence_run_id: str | None = None) -> None:
+        """Remove the split and keep its result (the alias itself moves only by `promote`/`set_alias`)."""
+        self.require("editor", name, f"stop the experiment on {name}@{alias}")
+        self.registry._set_prompt_tag(name, f"{EXPERIMENT}{alias}.last", result)
+        self.registry._delete_prompt_tag(name, EXPERIMENT + alias)
+        self.audit.append(self.user, "experiment", prompt=name, alias=alias, version=version, before=before,
+                          after=version, reason=reason, evidence_run_id=evidence_run_id)
+
+    @_audits_refusals("tag a prompt")
+    def check_user_tags(self, name: str, tags: dict[str, str], where: str) -> None:
+        """Refuse (and audit) reserved keys among tags a user supplies, before anything is written."""
+        refuse_reserved(tags, where)
+
+    @_audits_refusals("set prompt tags")
     def set_prompt_tags(self, name: str, tags: dict[str, str], *, reason: str | None = None) -> None:
-        """Prompt-level tags people set (team, owner, ...): editors; no credentials; audited."""
+        """Prompt-level tags people set (team, owner, ...): editors; no reserved keys, no credentials; audited."""
         self.require("editor", name, "set prompt tags")
+        refuse_reserved(tags, f"Tagging {name}")
         for key, value in tags.items():
             refuse_secrets(f"{key}={value}", f"Tag {key} of {name}")
         before = self.registry.prompt_tags(name)
         for key, value in tags.items():
-            self.registry.set_prompt_tag(name, key, value)
+            self.registry._set_prompt_tag(name, key, value)
         self.audit.append(self.user, "tag", prompt=name, before={k: before.get(k) for k in tags}, after=tags,
                           reason=reason)
+

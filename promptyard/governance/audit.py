@@ -24,9 +24,11 @@ import sqlalchemy as sa
 from promptyard.errors import AuditTamperedError
 from promptyard.runtime import engine_for
 
-__all__ = ["AuditLog", "AuditEntry", "ACTIONS"]
+__all__ = ["AuditLog", "AuditEntry", "ACTIONS", "ALIAS_MOVES"]
 
-ACTIONS = ("register", "alias", "approve", "reject", "promote", "rollback", "policy", "experiment", "tag")
+ACTIONS = ("register", "alias", "approve", "reject", "promote", "rollback", "policy", "experiment", "tag",
+           "evidence", "refused")
+ALIAS_MOVES = ("alias", "promote", "rollback")
 GENESIS = "0" * 64
 
 _metadata = sa.MetaData()
@@ -117,6 +119,26 @@ class AuditLog:
         with self.engine.connect() as conn:
             row = conn.execute(query).first()
         return AuditEntry(**row._mapping) if row else None
+
+    def find(self, action: str, *, prompt: str | None = None, version: int | None = None,
+             evidence_run_id: str | None = None) -> list[AuditEntry]:
+        """Entries of one action (about one prompt / version / evidence run), oldest first."""
+        query = sa.select(_entries).where(_entries.c.action == action).order_by(_entries.c.seq)
+        if prompt is not None:
+            query = query.where(_entries.c.prompt == prompt)
+        if version is not None:
+            query = query.where(_entries.c.version == int(version))
+        if evidence_run_id is not None:
+            query = query.where(_entries.c.evidence_run_id == evidence_run_id)
+        with self.engine.connect() as conn:
+            return [AuditEntry(**row._mapping) for row in conn.execute(query)]
+
+    def alias_history(self, prompt: str, alias: str) -> list[AuditEntry]:
+        """Every audited move of `prompt@alias`, oldest first."""
+        query = (sa.select(_entries).where(_entries.c.prompt == prompt, _entries.c.alias == alias,
+                                           _entries.c.action.in_(ALIAS_MOVES)).order_by(_entries.c.seq))
+        with self.engine.connect() as conn:
+            return [AuditEntry(**row._mapping) for row in conn.execute(query)]
 
     def head(self) -> str:
         newest = self.last()

@@ -1,9 +1,12 @@
 """What moving a protected alias needs, checked one by one: evidence, approvals, contract.
 
 1. evidence: a run comparing the new version with the alias' current one, paired on a test split
-   (optimization or offline A/B) or decided online (A/B analysis), recent, on the dataset the
-   policy names, whose interval's lower bound of (new − current) is ≥ −margin;
-2. approvals by approvers who are not the version's author (four eyes);
+   (optimization or offline A/B) or decided online (A/B analysis), anchored in the audit log when
+   it was produced and unchanged since, recorded by a trusted identity, recent, large and
+   confident enough, on the dataset the policy names at its current digest, whose interval's
+   lower bound of (new − current) is ≥ −margin (see `evidence`);
+2. approvals by approvers who are not the version's author (four eyes); the author is the one
+   the audit log recorded, and a service identity's approval does not count;
 3. the prompt contract: the variables apps send (and, if declared, a constrained output format).
 """
 
@@ -12,8 +15,12 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 
 from promptyard.errors import PermissionDeniedError
+from promptyard.evaluation import dataset_digest
+from promptyard.governance.audit import AuditEntry, AuditLog
+from promptyard.governance.evidence import Evidence, evidence_problem
 from promptyard.governance.policy import Policy, PromotionRule
 from promptyard.governance.tags import APPROVAL, EVIDENCE, REJECTION, TAG_AUTHOR, read_note
 from promptyard.registry import Contract, Registry, variables
@@ -36,8 +43,16 @@ class Check:
 class PromotionChecks:
     """The promotion checks of one policy, reading versions from the registry and runs from the tracker."""
 
-    def __init__(self, registry: Registry, policy: Policy, tracker: Tracker, now: Callable[[], float] = time.time):
-        self.registry, self.policy, self.tracker, self.now = registry, policy, tracker, now
+    def __init__(self, registry: Registry, policy: Policy, tracker: Tracker, audit: AuditLog,
+                 now: Callable[[], float] = time.time):
+        self.registry, self.policy, self.tracker, self.audit, self.now = registry, policy, tracker, audit, now
+
+    def author_of(self, name: str, version: int) -> str | None:
+        """Who registered the version: the audit log's record first (tags can be forged), else the stamp."""
+        registered = self.audit.find("register", prompt=name, version=int(version))
+        if registered:
+            return registered[0].user
+        return (self.registry.get(f"{name}/{version}").tags or {}).get(TAG_AUTHOR)
 
     def all(self, name: str, version: int, alias: str, *, evidence_run_id: str | None = None) -> list[Check]:
         if not self.policy.is_protected(alias):
@@ -86,7 +101,10 @@ class PromotionChecks:
         if rule.approvals == 0:
             return Check("approval", True, "the policy requires no approval")
         tags = self.registry.get(f"{name}/{version}").tags or {}
-        author = tags.get(TAG_AUTHOR)
+        author = self.author_of(name, version)
+        if author is None:
+            return Check("approval", False, f"the author of v{version} is unknown (no audit entry, no author stamp), so "
+                                            "four eyes cannot be checked: register the version through promptyard")
         rejected = [k.removeprefix(REJECTION) for k, v in tags.items()
                     if k.startswith(REJECTION) and read_note(v).get("alias") == alias]
         if rejected:
@@ -94,7 +112,8 @@ class PromotionChecks:
         approvers = []
         for key, value in tags.items():
             who = key.removeprefix(APPROVAL)
-            if key.startswith(APPROVAL) and read_note(value).get("alias") == alias and who != author:
+            if key.startswith(APPROVAL) and read_note(value).get("alias") == alias and who != author \
+                    and not self.policy.is_service(who):
                 role = self.policy.role_of(who, name)
                 if role in ("approver", "admin"):
                     approvers.append(who)
@@ -123,36 +142,36 @@ class PromotionChecks:
                                             f"{name}/{current} {name}/{version} --dataset {dataset}`")
         reasons = []
         for run in runs:
-            problem = self._evidence_problem(run, name, version, current, rule)
-            if problem is None:
-                tags, low = run.data.tags, run.data.metrics["evidence_diff_low"]
-                age = (self.now() - run.info.start_time / 1000) / 86400
-                return Check("evidence", True, f"run {run.info.run_id}: {tags[EVIDENCE + 'split']} on "
-                                               f"{tags[EVIDENCE + 'dataset']}, lower bound of v{version} − v{current} "
-                                               f"{low:+.3f} ≥ −{rule.margin:g}, {age:.1f} days old", run.info.run_id)
-            reasons.append(f"run {run.info.run_id}: {problem}")
+            found = self._trusted(run, name, version, current, rule)
+            if isinstance(found, str):
+                reasons.append(f"run {run.info.run_id}: {found}")
+                continue
+            record, entry, age = found
+            return Check("evidence", True, f"run {run.info.run_id}: {record.split} on {record.dataset}, n={record.n} at "
+                                           f"{record.confidence:.0%}, lower bound of v{version} − v{current} "
+                                           f"{record.low:+.3f} ≥ −{rule.margin:g}, {age:.1f} days old, recorded by "
+                                           f"{entry.user} (audit #{entry.seq})", run.info.run_id)
         return Check("evidence", False, "; ".join(reasons[:3]))
 
-    def _evidence_problem(self, run, name: str, version: int, current: int, rule: PromotionRule) -> str | None:
-        tags = run.data.tags
-        if tags.get(EVIDENCE + "prompt") != name or tags.get(EVIDENCE + "candidate") != str(version):
-            return f"is not evidence for {name}/{version}"
-        if tags.get(EVIDENCE + "baseline") != str(current):
-            return f"compares with v{tags.get(EVIDENCE + 'baseline')}, but the alias is on v{current}"
-        split, dataset = tags.get(EVIDENCE + "split"), tags.get(EVIDENCE + "dataset")
-        if split == "online":
-            if not rule.accept_online:
-                return "is an online A/B result, which the policy does not accept"
-        elif split != "test":
-            return f"was measured on the {split} split, not test"
-        elif rule.dataset and dataset != rule.dataset:
-            return f"is on dataset {dataset}, the policy requires {rule.dataset}"
-        age = (self.now() - run.info.start_time / 1000) / 86400
-        if age > rule.max_evidence_age_days:
-            return f"is stale: {age:.0f} days old (the policy accepts {rule.max_evidence_age_days:g})"
-        low = run.data.metrics.get("evidence_diff_low")
-        if low is None:
-            return "has no evidence_diff_low metric"
-        if low < -rule.margin:
-            return f"shows v{version} may be worse: lower bound {low:+.3f} < −{rule.margin:g}"
-        return None
+    def _trusted(self, run, name: str, version: int, current: int, rule: PromotionRule):
+        """(record, audit entry, age in days) when the run is evidence that counts, else why not."""
+        anchors = self.audit.find("evidence", evidence_run_id=run.info.run_id)
+        if not anchors:
+            return ("is not anchored in the audit log: a run made by hand is not evidence (produce it with "
+                    "`promptyard ab offline` or an optimization)")
+        entry = anchors[-1]
+        record = Evidence.from_json(entry.after)
+        if not record.matches(run):
+            return f"was changed after it was recorded (its tags or metrics differ from audit entry #{entry.seq})"
+        if rule.evidence_by and entry.user not in rule.evidence_by:
+            return f"was recorded by {entry.user}; the policy trusts evidence from {', '.join(rule.evidence_by)} only"
+        if self.policy.role_of(entry.user, name) not in ("editor", "approver", "admin"):
+            return f"was recorded by {entry.user}, who is not an editor of {name}"
+        age = (self.now() - _seconds(entry)) / 86400
+        problem = evidence_problem(record, prompt=name, version=version, current=current, rule=rule, age_days=age,
+                                   current_digest=lambda e: dataset_digest(e.dataset_path or e.dataset))
+        return problem or (record, entry, age)
+
+
+def _seconds(entry: AuditEntry) -> float:
+    return datetime.fromisoformat(entry.at).timestamp()

@@ -1,19 +1,26 @@
 """Enforce promptyard's policy inside an authenticated MLflow server, for plain MLflow clients too.
 
 MLflow's basic-auth app (`mlflow server --app-name basic-auth`) authenticates users and grants
-READ / EDIT / MANAGE per experiment, registered model and prompt. It has no notion of aliases: a
-user who may EDIT a prompt may point `production` anywhere. This app closes that gap:
+READ / EDIT / MANAGE per experiment, registered model and prompt. It has no notion of aliases or
+of which tags matter: a user who may EDIT a prompt may point `production` anywhere, write an
+approval in someone else's name, or rewrite a version's template in place. This app closes that:
 
     mlflow server --app-name promptyard-auth ...      # basic-auth + the checks below
 
-It runs MLflow's basic-auth first, then, for prompts only:
+It runs MLflow's basic-auth first, then, for prompts (every registry write path MLflow serves):
 - moving a protected alias passes the same decision as `promptyard prompts promote` (role,
-  evidence, four-eyes approval, contract) or is a rollback by an approver; deleting one, or
-  deleting / renaming a prompt or version that holds one, needs the admin role;
-- approval and rejection tags (`promptyard.approval.<user>`) can only be written or removed by
-  that user, who must be an approver and, to approve, not the author;
-- the author tag is stamped by the server on every new version and cannot be forged or changed;
-- every change it allows is appended to the audit log (reason "via the MLflow REST API").
+  evidence, four-eyes approval, contract) or is an approver's rollback to a version the alias held
+  (contract kept); a service identity never moves one; deleting one needs the admin role, as does
+  deleting or renaming a prompt or version that holds one;
+- a version is immutable: its template, type, response format and model config never change, and
+  its provenance tags are written once, at creation;
+- `promptyard.author` is stamped by the server on every new version and cannot be forged; an
+  approval or rejection (`promptyard.approval.<user>`) is written or removed only by that user,
+  an approver who is not the author and not a service identity;
+- prompt-level tags: the contract needs an approver; an A/B split on a protected alias needs an
+  approver to start (an editor may reallocate one started with reallocation on, or end one);
+  any other `promptyard.*` key, and making a model a prompt or not, need admin;
+- every change it allows, and every refusal, is appended to the audit log.
 The policy and audit log come from the server's environment (PROMPTYARD_HOME /
 PROMPTYARD_POLICY_FILE / PROMPTYARD_AUDIT_URL); users are MLflow's basic-auth users.
 """
@@ -29,14 +36,28 @@ from promptyard.errors import PermissionDeniedError, PromptyardError
 from promptyard.governance.actions import Governance
 from promptyard.governance.audit import AuditLog
 from promptyard.governance.policy import load_policy
-from promptyard.governance.tags import APPROVAL, REJECTION, TAG_AUTHOR
-from promptyard.registry import Registry
+from promptyard.governance.tags import (
+    APPROVAL,
+    EXPERIMENT,
+    IMMUTABLE_VERSION_KEYS,
+    IS_PROMPT,
+    PROVENANCE_KEYS,
+    REJECTION,
+    RESERVED,
+    TAG_AUTHOR,
+    read_note,
+)
+from promptyard.registry import TAG_CONTRACT, Registry
 from promptyard.runtime import get_settings
 
 __all__ = ["create_app"]
 
 log = logging.getLogger("promptyard.governance.mlflow_guard")
 VIA = "via the MLflow REST API"
+_WRITES = ("/mlflow/registered-models/create", "/mlflow/registered-models/delete", "/mlflow/registered-models/rename",
+           "/mlflow/registered-models/set-tag", "/mlflow/registered-models/delete-tag",
+           "/mlflow/registered-models/alias", "/mlflow/model-versions/create", "/mlflow/model-versions/delete",
+           "/mlflow/model-versions/set-tag", "/mlflow/model-versions/delete-tag")
 
 
 def create_app(app=None):
@@ -59,16 +80,10 @@ def _stores():
     return Registry(uri), AuditLog(get_settings().audit_store_url)
 
 
-def _governance(user: str):
+def _governance(user: str) -> Governance:
     """The acting user under the policy in force (read per request: an edited policy applies at once)."""
     registry, audit = _stores()
     return Governance(registry, load_policy(get_settings().home_dir), user, audit)
-
-
-def _body() -> dict:
-    from flask import request
-
-    return request.get_json(force=True, silent=True) or dict(request.args)
 
 
 def _refuse(message: str):
@@ -79,89 +94,144 @@ def _refuse(message: str):
     return response
 
 
-def _protected_aliases_on(governance, name: str, version: int | None = None) -> list[str]:
-    found = []
-    for alias in sorted(governance.policy.protected_aliases):
-        current = governance.registry.alias_version(name, alias)
-        if current is not None and (version is None or current == int(version)):
-            found.append(alias)
-    return found
-
-
 def _guard():
     from flask import g, request
 
     path, method = request.path, request.method
-    watched = ("/mlflow/registered-models/alias", "/mlflow/model-versions/set-tag", "/mlflow/model-versions/delete-tag",
-               "/mlflow/model-versions/create", "/mlflow/registered-models/delete", "/mlflow/model-versions/delete",
-               "/mlflow/registered-models/rename")
-    if not path.endswith(watched) or method not in ("POST", "DELETE"):
+    if not path.endswith(_WRITES) or method not in ("POST", "DELETE", "PATCH"):
         return None
-    data = _body()
+    data = request.get_json(force=True, silent=True) or dict(request.args)
     name = data.get("name")
     user = request.authorization.username if request.authorization else None
     if not name or not user:
         return None  # MLflow answers malformed or anonymous requests itself
+    governance = _governance(user)
     try:
-        governance = _governance(user)
-        if governance.registry.prompt(name) is None:
-            return None  # a registered model, not a prompt
-        if path.endswith("/registered-models/alias"):
-            alias = data.get("alias", "")
-            if method == "DELETE":
-                if governance.policy.is_protected(alias):
-                    governance.require("admin", name, f"delete protected alias {alias!r} (apps read it)")
-                return None
-            action = governance.authorize_alias_move(name, alias, int(data["version"]))
-            g.promptyard_change = (action, name, int(data["version"]), alias,
-                                   governance.registry.alias_version(name, alias))
-        elif path.endswith(("/model-versions/set-tag", "/model-versions/delete-tag")):
-            _check_tag(governance, name, int(data["version"]), data.get("key", ""), method == "DELETE",
-                       data.get("value"))
-            g.promptyard_change = ("tag", name, int(data["version"]), data.get("key", ""), data.get("value"))
-        elif path.endswith("/model-versions/create"):
-            governance.require("editor", name, "register versions")
-            for tag in data.get("tags") or []:
-                if tag.get("key") == TAG_AUTHOR and tag.get("value") != user:
-                    raise _denied(f"{user} cannot register a version authored by {tag.get('value')!r}: the server "
-                                  "records the author.")
-            g.promptyard_change = ("register", name, None, None, None)
-        else:  # deleting or renaming a prompt or version that apps read through a protected alias
-            version = data.get("version")
-            holding = _protected_aliases_on(governance, name, version)
-            if holding:
-                governance.require("admin", name, f"delete or rename {name}{'/' + str(version) if version else ''}, "
-                                                  f"which holds {', '.join(holding)}")
+        g.promptyard_change = _check(governance, path, method, name, data)
     except PromptyardError as exc:
+        governance.record_refusal(exc, f"{method} {path.split('/mlflow/', 1)[-1]}", name,
+                                  version=data.get("version"), alias=data.get("alias"))
         log.warning("refused %s %s by %s: %s", method, path, user, exc)
         return _refuse(str(exc))
     return None
 
 
-def _denied(message: str):
-    return PermissionDeniedError(message)
+def _check(governance: Governance, path: str, method: str, name: str, data: dict):
+    """Raise why the request may not happen; return what to record once MLflow has made it (or None)."""
+    version = data.get("version")
+    if path.endswith("/registered-models/create"):
+        tags = {t.get("key"): t.get("value") for t in data.get("tags") or []}
+        if tags.get(IS_PROMPT) == "true":  # MLflow mirrors a new version's tags onto a new prompt
+            _author_is(governance, tags)
+            _no_reserved(tags, f"creating prompt {name}",
+                         allowed={IS_PROMPT, TAG_AUTHOR, *PROVENANCE_KEYS, *_mlflow_bookkeeping(tags)})
+        return None
+    if governance.registry.prompt(name) is None:
+        return None  # a registered model, not a prompt (making one a prompt goes through set-tag below)
+    if path.endswith("/registered-models/alias"):
+        alias = data.get("alias", "")
+        if method == "DELETE":
+            if governance.policy.is_protected(alias):
+                governance.require("admin", name, f"delete protected alias {alias!r} (apps read it)")
+            return None
+        action = governance.authorize_alias_move(name, alias, int(version))
+        return action, name, int(version), alias, governance.registry.alias_version(name, alias)
+    if path.endswith(("/registered-models/set-tag", "/registered-models/delete-tag")):
+        _check_prompt_tag(governance, name, data.get("key", ""), data.get("value"), path.endswith("delete-tag"))
+        return "tag", name, None, data.get("key", ""), data.get("value")
+    if path.endswith(("/model-versions/set-tag", "/model-versions/delete-tag")):
+        _check_version_tag(governance, name, int(version), data.get("key", ""), data.get("value"),
+                           path.endswith("delete-tag"))
+        return "tag", name, int(version), data.get("key", ""), data.get("value")
+    if path.endswith("/model-versions/create"):
+        governance.require("editor", name, "register versions")
+        tags = {t.get("key"): t.get("value") for t in data.get("tags") or []}
+        _author_is(governance, tags)
+        _no_reserved(tags, f"registering {name}", allowed={TAG_AUTHOR, *PROVENANCE_KEYS, *_mlflow_bookkeeping(tags)})
+        return "register", name, None, None, None
+    holding = [a for a in sorted(governance.policy.protected_aliases)  # delete or rename
+               if (current := governance.registry.alias_version(name, a)) is not None
+               and (version is None or current == int(version))]
+    if holding:
+        governance.require("admin", name, f"delete or rename {name}{'/' + str(version) if version else ''}, "
+                                          f"which holds {', '.join(holding)}")
+    return None
 
 
-def _check_tag(governance, name: str, version: int, key: str, delete: bool, value: str | None) -> None:
+def _author_is(governance: Governance, tags: dict) -> None:
+    if tags.get(TAG_AUTHOR, governance.user) != governance.user:
+        raise PermissionDeniedError(f"{governance.user} cannot register a version authored by {tags[TAG_AUTHOR]!r}: "
+                                    "the server records the author.")
+
+
+def _mlflow_bookkeeping(tags: dict) -> set[str]:
+    """MLflow's own keys on a new prompt or version (its template, type, links): allowed at creation."""
+    return {k for k in tags if k.startswith(("mlflow.prompt.", "_mlflow_"))}
+
+
+def _no_reserved(tags: dict, what: str, *, allowed: set[str]) -> None:
+    for key in tags:
+        if key not in allowed and key.startswith((RESERVED, "mlflow.prompt.", "_mlflow_")):
+            raise PermissionDeniedError(f"{what}: tag {key!r} is reserved and written only by promptyard "
+                                        "(approvals, evidence, contract, experiments have their own commands).")
+
+
+def _check_prompt_tag(governance: Governance, name: str, key: str, value: str | None, delete: bool) -> None:
+    if not delete and (key in PROVENANCE_KEYS or (key == TAG_AUTHOR and value == governance.user)):
+        # MLflow mirrors a registration's version tags onto the prompt: descriptive, decided nothing
+        governance.require("editor", name, "register versions")
+    elif key == TAG_CONTRACT:
+        governance.require("approver", name, "change the prompt contract")
+        if not delete and not isinstance(read_note(value or "").get("variables"), list):
+            raise PermissionDeniedError(f"{key} must be JSON like {{\"variables\": [\"question\"]}}; or run "
+                                        "`promptyard prompts contract`.")
+    elif key.startswith(EXPERIMENT) and key.endswith(".last"):
+        governance.require("editor", name, "record the end of an experiment")
+    elif key.startswith(EXPERIMENT):
+        alias = key.removeprefix(EXPERIMENT)
+        current = read_note(governance.registry.prompt_tags(name).get(key, "") or "null")
+        if delete:
+            governance.require("editor", name, f"stop the experiment on {name}@{alias}")
+        elif current.get("id") and current["id"] == read_note(value or "").get("id") and current.get("thompson"):
+            governance.require("editor", name, f"reallocate the experiment on {name}@{alias}")
+        else:
+            governance.may_start_experiment(name, alias)
+            split = read_note(value or "")
+            if not (isinstance(split.get("weights"), dict) and split.get("id") and "control" in split):
+                raise PermissionDeniedError(f"{key} must be an experiment as `promptyard ab start` writes it "
+                                            "(id, control, weights): start it with that command.")
+    elif key == IS_PROMPT or key.startswith(RESERVED):
+        governance.require("admin", name, f"{'delete' if delete else 'set'} the reserved prompt tag {key!r}")
+
+
+def _check_version_tag(governance: Governance, name: str, version: int, key: str, value: str | None,
+                       delete: bool) -> None:
+    if key in IMMUTABLE_VERSION_KEYS:
+        raise PermissionDeniedError(f"{name}/{version} is immutable: {key!r} (what the version is) cannot change; "
+                                    "register a new version instead.")
     if key == TAG_AUTHOR:
-        raise _denied(f"The author of {name}/{version} is recorded by the server and cannot be changed.")
+        raise PermissionDeniedError(f"The author of {name}/{version} is recorded by the server and cannot be changed.")
+    if key in PROVENANCE_KEYS:
+        raise PermissionDeniedError(f"{key!r} of {name}/{version} records where the version came from and is written "
+                                    "once, when it is registered.")
     if key.startswith((APPROVAL, REJECTION)):
-        who = key.split(".", 2)[2] if key.count(".") >= 2 else ""
+        who = key.removeprefix(APPROVAL).removeprefix(REJECTION)
         if who != governance.user:
-            raise _denied(f"{governance.user} cannot write or remove the approval or rejection of {who!r}.")
-        if not delete:
-            governance.require("approver", name, "approve or reject promotions")
-            try:
-                note = json.loads(value or "")
-            except json.JSONDecodeError:
-                note = None
-            if not isinstance(note, dict) or not isinstance(note.get("alias"), str):
-                raise _denied(f"{key} must be JSON like {{\"alias\": \"production\", \"reason\": \"...\"}}; "
-                              "or run `promptyard prompts approve`.")
-            author = (governance.registry.get(f"{name}/{version}").tags or {}).get(TAG_AUTHOR)
-            if key.startswith(APPROVAL) and author == governance.user:
-                raise _denied(f"{governance.user} registered {name}/{version} and cannot approve it: a different "
-                              "approver must (four eyes).")
+            raise PermissionDeniedError(f"{governance.user} cannot write or remove the approval or rejection of {who!r}.")
+        if delete:
+            return
+        governance.require("approver", name, "approve or reject promotions")
+        if governance.policy.is_service(governance.user):
+            raise PermissionDeniedError(f"{governance.user} is a service identity and cannot approve or reject.")
+        if not isinstance(read_note(value or "").get("alias"), str):
+            raise PermissionDeniedError(f"{key} must be JSON like {{\"alias\": \"production\", \"reason\": \"...\"}}; "
+                                        "or run `promptyard prompts approve`.")
+        author = governance.promotion.author_of(name, version)
+        if key.startswith(APPROVAL) and author in (governance.user, None):
+            raise PermissionDeniedError(f"{governance.user} cannot approve {name}/{version}: "
+                                        + ("they registered it (four eyes)." if author else "its author is unknown."))
+    elif key.startswith(RESERVED):
+        governance.require("admin", name, f"{'delete' if delete else 'set'} the reserved tag {key!r}")
 
 
 def _record(response):
@@ -177,13 +247,15 @@ def _record(response):
         governance = _governance(user)
         if kind == "register":
             created = int(json.loads(response.get_data())["model_version"]["version"])
-            governance.registry.set_version_tags(name, created, {TAG_AUTHOR: user})
+            governance.registry._set_version_tags(name, created, {TAG_AUTHOR: user})
             governance.audit.append(user, "register", prompt=name, version=created, reason=VIA)
+        elif kind == "tag" and key.startswith((APPROVAL, REJECTION)) and request.method == "POST":
+            governance.audit.append(user, "approve" if key.startswith(APPROVAL) else "reject", prompt=name,
+                                    version=version, alias=read_note(extra or "").get("alias"), reason=VIA)
         elif kind == "tag":
-            if key.startswith((APPROVAL, REJECTION)) and request.method == "POST":
-                alias = json.loads(extra or "{}").get("alias") if (extra or "").startswith("{") else None
-                governance.audit.append(user, "approve" if key.startswith(APPROVAL) else "reject", prompt=name,
-                                        version=version, alias=alias, reason=VIA)
+            governance.audit.append(user, "experiment" if key.startswith(EXPERIMENT) else "tag", prompt=name,
+                                    version=version, after={key: None if request.method == "DELETE" else extra},
+                                    reason=VIA)
         else:
             governance.audit.append(user, kind, prompt=name, version=version, alias=key, before=extra,
                                     after=version, reason=VIA)

@@ -2,11 +2,12 @@
 
     # promptyard-policy.yaml
     protected_aliases: [production]
+    service_users: [scheduler]  # identities that run scheduled work: never a protected alias
     roles:                      # name prefix -> role -> users ("*" = everyone)
-      "":        {viewer: ["*"], admin: [carol]}
+      "":        {viewer: ["*"], editor: [scheduler], admin: [carol]}
       "support.": {editor: [alice], approver: [bob]}
     promotion:                  # what moving a protected alias needs, by name prefix
-      "":        {approvals: 1, max_evidence_age_days: 30, margin: 0.01}
+      "":        {approvals: 1, max_evidence_age_days: 30, margin: 0.01, min_examples: 100}
       "support.": {dataset: intent_recognition}
 
 Namespaces are dotted name prefixes (`support.` covers `support.refund`, `support.billing`),
@@ -28,14 +29,14 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, ValidationError
 
 from promptyard.errors import PermissionDeniedError, PolicyError
 
-__all__ = ["ROLES", "Policy", "PromotionRule", "current_user", "load_policy", "find_policy_file"]
+__all__ = ["ROLES", "Policy", "PromotionRule", "current_user", "load_policy", "find_policy_file", "parse_policy"]
 
 ROLES = ("viewer", "editor", "approver", "admin")
-_RULE_KEYS = {"approvals", "dataset", "max_evidence_age_days", "margin", "accept_online"}
-_TOP_KEYS = {"protected_aliases", "roles", "promotion", "version"}
+_TOP_KEYS = {"protected_aliases", "service_users", "roles", "promotion", "version"}
 
 DEFAULT_POLICY = """\
 protected_aliases: [production]
@@ -46,13 +47,20 @@ promotion:
 """
 
 
-@dataclass(frozen=True)
-class PromotionRule:
-    approvals: int = 1
-    dataset: str | None = None
-    max_evidence_age_days: float = 30.0
-    margin: float = 0.01  # "not worse": the interval's lower bound of (new − current) ≥ −margin
-    accept_online: bool = True  # an online A/B decision counts as evidence
+class PromotionRule(BaseModel):
+    """What moving a protected alias needs (the `promotion:` settings for a name prefix)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    approvals: StrictInt = Field(1, ge=0, description="Approvals by approvers other than the author.")
+    dataset: str | None = Field(None, description="The dataset offline evidence must be measured on.")
+    max_evidence_age_days: float = Field(30.0, gt=0, strict=True, description="Oldest evidence accepted, in days.")
+    margin: float = Field(0.01, ge=0, strict=True, description="Not worse: the interval's lower bound of (new − current) ≥ −margin.")
+    accept_online: StrictBool = Field(True, description="An online A/B decision counts as evidence.")
+    min_examples: StrictInt = Field(100, ge=1, description="Fewest paired examples (or units, online) in evidence.")
+    min_confidence: float = Field(0.95, gt=0, lt=1, strict=True, description="Lowest confidence of the evidence's interval.")
+    evidence_by: list[str] = Field(default_factory=list, description="Only evidence recorded by these identities "
+                                                                     "counts (empty: anyone with the editor role).")
 
 
 @dataclass(frozen=True)
@@ -62,6 +70,12 @@ class Policy:
     promotion: dict[str, dict[str, Any]] = field(default_factory=dict)
     source: str = "built-in default"
     digest: str = ""
+    service_users: frozenset[str] = frozenset()
+
+    def is_service(self, user: str) -> bool:
+        """An identity that runs scheduled work: it may register and move other aliases, never a
+        protected one, and its approvals do not count."""
+        return user in self.service_users
 
     def role_of(self, user: str, prompt: str) -> str | None:
         best = -1
@@ -144,6 +158,10 @@ def parse_policy(text: str, source: str) -> Policy:
     if not isinstance(aliases, list) or not all(isinstance(a, str) for a in aliases):
         raise PolicyError(f"Policy {source} line {_line(data['protected_aliases'])}: protected_aliases must be a "
                           "list of alias names, e.g. [production].")
+    services = yaml.safe_load(yaml.serialize(data["service_users"])) if "service_users" in data else []
+    if not isinstance(services, list) or not all(isinstance(u, str) and u for u in services):
+        raise PolicyError(f"Policy {source} line {_line(data['service_users'])}: service_users must be a list of "
+                          "user names, e.g. [scheduler].")
     roles: dict[str, dict[str, frozenset[str]]] = {}
     for prefix_node, role_map in _mapping(data.get("roles"), source, "roles"):
         roles[str(prefix_node.value or "")] = {}
@@ -158,19 +176,32 @@ def parse_policy(text: str, source: str) -> Policy:
             roles[str(prefix_node.value or "")][role_node.value] = frozenset(users)
     promotion: dict[str, dict[str, Any]] = {}
     for prefix_node, rule_node in _mapping(data.get("promotion"), source, "promotion"):
-        rule = yaml.safe_load(yaml.serialize(rule_node)) or {}
-        unknown = set(rule) - _RULE_KEYS if isinstance(rule, dict) else {"(not a mapping)"}
-        if unknown:
-            raise PolicyError(f"Policy {source} line {_line(rule_node)}: unknown promotion setting(s) "
-                              f"{', '.join(sorted(unknown))} (known: {', '.join(sorted(_RULE_KEYS))}).")
-        try:
-            PromotionRule(**rule)
-        except TypeError as exc:
-            raise PolicyError(f"Policy {source} line {_line(rule_node)}: {exc}.") from None
-        if int(rule.get("approvals", 1)) < 0 or float(rule.get("margin", 0)) < 0:
-            raise PolicyError(f"Policy {source} line {_line(rule_node)}: approvals and margin must be ≥ 0.")
-        promotion[str(prefix_node.value or "")] = rule
-    return Policy(frozenset(aliases), roles, promotion, source, hashlib.sha256(text.encode()).hexdigest())
+        promotion[str(prefix_node.value or "")] = _rule(rule_node, source)
+    return Policy(frozenset(aliases), roles, promotion, source, hashlib.sha256(text.encode()).hexdigest(),
+                  frozenset(services))
+
+
+def _rule(node: yaml.Node, source: str) -> dict[str, Any]:
+    """One `promotion:` mapping, every value checked for its type and range (errors name the line)."""
+    rule = yaml.safe_load(yaml.serialize(node)) or {}
+    known = sorted(PromotionRule.model_fields)
+    if not isinstance(rule, dict):
+        raise PolicyError(f"Policy {source} line {_line(node)}: a promotion rule must be a mapping of settings "
+                          f"({', '.join(known)}).")
+    unknown = sorted(set(rule) - set(known))
+    if unknown:
+        raise PolicyError(f"Policy {source} line {_line(node)}: unknown promotion setting(s) {', '.join(unknown)} "
+                          f"(known: {', '.join(known)}).")
+    try:
+        PromotionRule(**rule)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        key = str(first["loc"][0]) if first["loc"] else "?"
+        line = next((_line(v) for k, v in node.value if k.value == key), _line(node))
+        about = PromotionRule.model_fields[key].description if key in PromotionRule.model_fields else ""
+        raise PolicyError(f"Policy {source} line {line}: promotion setting {key}={first.get('input')!r} is not valid: "
+                          f"{first['msg']} ({about})") from None
+    return rule
 
 
 def _mapping(node, source: str, what: str):

@@ -55,6 +55,8 @@ def _plan(governance: Governance, path: Path) -> _Plan:
     if contract is not None and not isinstance(contract, dict):
         raise UserError(f"{path}: contract must be a mapping like {{variables: [question]}}.")
     governance.require("editor", name, "import prompt files")
+    tags = {str(k): str(v) for k, v in (data.get("tags") or {}).items()}
+    governance.check_user_tags(name, tags, f"{path}")
     wanted = None
     if contract is not None:
         wanted = Contract(list(contract.get("variables") or []), bool(contract.get("response_format")))
@@ -63,7 +65,7 @@ def _plan(governance: Governance, path: Path) -> _Plan:
     Template.parse(data["template"])  # a broken template fails here, before any write
     return _Plan(path, name, data["template"],
                  GenerationConfig.from_model_config(data.get("model_config") or {}, data.get("response_format")),
-                 {str(k): str(v) for k, v in (data.get("tags") or {}).items()}, wanted,
+                 tags, wanted,
                  data.get("commit_message") or f"import {path.name}")
 
 

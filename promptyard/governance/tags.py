@@ -1,24 +1,49 @@
-"""The registry tags governance owns: authors, approvals, rejections, evidence.
+"""The registry tags governance owns, and who may write them.
 
-Approvals and rejections are version tags `promptyard.approval.<user>` whose value is a JSON note
-(`{"alias": "production", "at": ..., "reason": ...}`); evidence is a set of run tags
-(`promptyard.evidence.*`) plus the metric `evidence_diff_low`.
+Every `promptyard.*` tag, on a version or on a prompt, is written only by the code path that owns
+it; a user's own tags (`--tag`, prompt files, `set_prompt_tags`) may not use the prefix:
+
+- `promptyard.author`: stamped when a version is registered (by the server when it is guarded).
+- `promptyard.approval.<user>` / `promptyard.rejection.<user>`: written by that approver, as a
+  JSON note `{"alias": "production", "at": ..., "reason": ...}`.
+- provenance (`promptyard.parent_version`, `.optimizer`, `.dataset`, ...): written once, when an
+  optimization registers its winner; descriptive only (decisions rest on audited evidence).
+- `promptyard.contract` (prompt): by approvers; `promptyard.ab.<alias>` (prompt): by whoever may
+  start an experiment on that alias (an approver on a protected one).
+- MLflow's own prompt bookkeeping (`mlflow.prompt.*`, `_mlflow_*`) is never a user's tag, and what
+  a version is (its template, type, response format, model config) never changes after it is
+  created: versions are immutable.
+
+Evidence is a set of run tags (`promptyard.evidence.*`) and metrics, anchored in the audit log.
 """
 
 from __future__ import annotations
 
 import json
 
-__all__ = ["TAG_AUTHOR", "APPROVAL", "REJECTION", "EVIDENCE", "evidence_tags", "read_note"]
+from promptyard.errors import PermissionDeniedError
 
+__all__ = ["TAG_AUTHOR", "APPROVAL", "REJECTION", "EVIDENCE", "RESERVED", "EXPERIMENT", "PROVENANCE_KEYS",
+           "MLFLOW_PROMPT_KEYS", "IMMUTABLE_VERSION_KEYS", "IS_PROMPT", "evidence_tags", "read_note", "is_reserved",
+           "refuse_reserved"]
+
+RESERVED = "promptyard."
 TAG_AUTHOR = "promptyard.author"
 APPROVAL = "promptyard.approval."
 REJECTION = "promptyard.rejection."
 EVIDENCE = "promptyard.evidence."
+EXPERIMENT = "promptyard.ab."
+PROVENANCE_KEYS = frozenset(f"promptyard.{key}" for key in (
+    "parent_version", "optimizer", "dataset", "dataset_digest", "seed", "parent_run_id", "candidate_run_id",
+    "test_baseline", "test_score", "test_diff_low"))
+MLFLOW_PROMPT_KEYS = ("mlflow.prompt.", "_mlflow_")  # MLflow's own bookkeeping: never a user's tag
+IMMUTABLE_VERSION_KEYS = frozenset({"mlflow.prompt.text", "_mlflow_prompt_type", "_mlflow_prompt_response_format",
+                                    "_mlflow_prompt_model_config"})  # what a version is: set once, at creation
+IS_PROMPT = "mlflow.prompt.is_prompt"  # makes a registered model a prompt
 
 
 def evidence_tags(prompt: str, baseline: int, candidate: int, dataset: str, split: str) -> dict[str, str]:
-    """Tags that make an MLflow run count as promotion evidence (with metric `evidence_diff_low`)."""
+    """Tags that make an MLflow run findable as promotion evidence (the record itself is audited)."""
     return {f"{EVIDENCE}prompt": prompt, f"{EVIDENCE}baseline": str(baseline),
             f"{EVIDENCE}candidate": str(candidate), f"{EVIDENCE}dataset": dataset, f"{EVIDENCE}split": split}
 
@@ -30,3 +55,17 @@ def read_note(value: str) -> dict:
     except json.JSONDecodeError:
         return {}
     return note if isinstance(note, dict) else {}
+
+
+def is_reserved(key: str) -> bool:
+    return str(key).startswith((RESERVED, *MLFLOW_PROMPT_KEYS))
+
+
+def refuse_reserved(tags: dict | None, where: str) -> None:
+    """Refuse user-supplied tags whose keys promptyard (or MLflow) owns, naming the first one."""
+    for key in tags or {}:
+        if is_reserved(key):
+            raise PermissionDeniedError(
+                f"{where}: tag {key!r} is reserved (keys starting with 'promptyard.', 'mlflow.prompt.' or "
+                "'_mlflow_' are written by promptyard or MLflow itself: approvals by `promptyard prompts approve`, the "
+                "contract by `promptyard prompts contract`, experiments by `promptyard ab`). Rename the tag.")

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from promptyard.evaluation import PairedComparison
-from promptyard.governance import evidence_tags
+from promptyard.evaluation import LoadedDataset, PairedComparison
+from promptyard.governance import Evidence
 
 __all__ = ["version_tags", "commit_message", "evidence"]
 
@@ -27,8 +27,10 @@ def commit_message(optimizer: str, dataset: str, comparison: PairedComparison) -
             f"({comparison.confidence:.0%} interval [{comparison.low:+.3f}, {comparison.high:+.3f}])")
 
 
-def evidence(prompt: str, parent_version: int, new_version: int, dataset: str,
-             comparison: PairedComparison) -> tuple[dict[str, str], dict[str, float]]:
-    """Tags and metrics that make the optimization run promotion evidence for the new version."""
-    return (evidence_tags(prompt, parent_version, new_version, dataset, "test"),
-            {"evidence_diff": comparison.diff, "evidence_diff_low": comparison.low})
+def evidence(prompt: str, parent_version: int, new_version: int, data: LoadedDataset,
+             comparison: PairedComparison) -> Evidence:
+    """What the optimization's test split says about the new version against the seed."""
+    return Evidence(prompt=prompt, baseline=parent_version, candidate=new_version, split="test",
+                    dataset=data.card.name, dataset_digest=data.digest, metric=data.card.metric, n=comparison.n,
+                    confidence=comparison.confidence, diff=comparison.diff, low=comparison.low, high=comparison.high,
+                    dataset_path=str(data.path.parent))

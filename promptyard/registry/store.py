@@ -1,7 +1,9 @@
 """The prompt registry: MLflow's own, so `mlflow.genai.load_prompt` reads what we write.
 
 `Registry` is the one door to MLflow's prompt API: prompts, versions, aliases and prompt-level
-tags are read and written here and nowhere else.
+tags are read and written here and nowhere else. Its public methods only read; its writes
+(`_register`, `_set_alias`, ...) are for `promptyard.governance`, which checks roles, refuses
+reserved keys and audits every change.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ class Registry:
                        timeout=timeout)
 
     # -- writing -------------------------------------------------------------------------------
-    def register(
+    def _register(
         self,
         name: str,
         template: str,
@@ -62,22 +64,22 @@ class Registry:
             model_config=generation.model_config(),
         )
 
-    def set_alias(self, name: str, alias: str, version: int) -> None:
+    def _set_alias(self, name: str, alias: str, version: int) -> None:
         PromptRef.parse(f"{name}@{alias}")
         self.get(f"{name}/{version}")  # raises a clear error for an unknown version
         self._client.set_prompt_alias(name, alias, int(version))
 
-    def set_version_tags(self, name: str, version: int, tags: dict[str, str]) -> None:
+    def _set_version_tags(self, name: str, version: int, tags: dict[str, str]) -> None:
         for key, value in tags.items():
             self._client.set_prompt_version_tag(name, version, key, str(value))
 
-    def delete_version_tag(self, name: str, version: int, key: str) -> None:
+    def _delete_version_tag(self, name: str, version: int, key: str) -> None:
         self._client.delete_prompt_version_tag(name, int(version), key)
 
-    def set_prompt_tag(self, name: str, key: str, value: str) -> None:
+    def _set_prompt_tag(self, name: str, key: str, value: str) -> None:
         self._client.set_prompt_tag(name, key, str(value))
 
-    def delete_prompt_tag(self, name: str, key: str) -> None:
+    def _delete_prompt_tag(self, name: str, key: str) -> None:
         self._client.delete_prompt_tag(name, key)
 
     # -- reading -------------------------------------------------------------------------------

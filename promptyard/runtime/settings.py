@@ -79,6 +79,10 @@ class Settings(BaseSettings):
     audit_url: str | None = Field(
         None, description="SQLAlchemy URL of the audit log. Default: SQLite in the state directory."
     )
+    metric_allowlist: str = Field(
+        "", description="Comma-separated dotted paths (or module prefixes) of your own metric functions that dataset "
+        "cards may name, e.g. 'my_project.metrics'. Registering under the entry-point group 'promptyard.metrics' "
+        "needs no listing.")
     ab_store_url: str | None = Field(
         None, description="SQLAlchemy URL of the A/B event store, e.g. postgresql+psycopg://host/db. "
         "Default: SQLite in the state directory.",

@@ -17,7 +17,7 @@ import uuid
 from dataclasses import asdict, dataclass, field, replace
 
 from promptyard.errors import ExperimentError
-from promptyard.governance import TAG_AUTHOR, Governance
+from promptyard.governance import Governance
 from promptyard.registry import PromptRef, Registry
 
 __all__ = ["Experiment", "Experiments", "bucket", "choose_version", "tag_key"]
@@ -168,7 +168,7 @@ class Experiments:
             raise ExperimentError(f"{ref} already runs experiment {running.id} "
                                   f"({_split_text(running.weights)}): stop it first with `promptyard ab stop {ref}`.")
         protected = self.governance.policy.is_protected(parsed.alias)
-        self.governance.require("approver" if protected else "editor", parsed.name, f"start an experiment on {ref}")
+        self.governance.may_start_experiment(parsed.name, parsed.alias)
         broken = [c for c in (self.governance.promotion.contract_check(parsed.name, v) for v in sorted(weights)) if not c.ok]
         if broken:
             raise ExperimentError(f"Every version in the split must keep the prompt contract (apps format them all): "
@@ -178,13 +178,11 @@ class Experiments:
             control=control, weights=dict(sorted(weights.items())), started_at=time.time(), alpha=alpha,
             min_samples=min_samples, max_outcomes=max_outcomes, guardrails=guardrails, thompson=thompson,
         )
-        self.registry.set_prompt_tag(parsed.name, tag_key(parsed.alias), experiment.to_json())
-        self.governance.audit.append(self.governance.user, "experiment", prompt=parsed.name, alias=parsed.alias,
-                                     after=json.loads(experiment.to_json()), reason="start")
+        self.governance.start_experiment(parsed.name, parsed.alias, experiment.to_json(),
+                                         after=json.loads(experiment.to_json()))
         if protected:
             for version in experiment.treatments:
-                author = (self.registry.get(f"{parsed.name}/{version}").tags or {}).get(TAG_AUTHOR)
-                if author != self.governance.user:
+                if self.governance.promotion.author_of(parsed.name, version) not in (self.governance.user, None):
                     self.governance.approve(parsed.name, version, alias=parsed.alias,
                                             reason=f"promote if it wins experiment {experiment.id}")
         return experiment
@@ -193,10 +191,9 @@ class Experiments:
         current = self.get(experiment.ref)
         if current is None or current.id != experiment.id:
             raise ExperimentError(f"Experiment {experiment.id} no longer runs on {experiment.ref}.")
-        self.registry.set_prompt_tag(experiment.prompt, tag_key(experiment.alias), experiment.to_json())
-        self.governance.audit.append(self.governance.user, "experiment", prompt=experiment.prompt,
-                                     alias=experiment.alias, before=current.weights, after=experiment.weights,
-                                     reason=f"reallocate (epoch {experiment.epoch})")
+        self.governance.reallocate_experiment(experiment.prompt, experiment.alias, experiment.to_json(),
+                                              thompson=current.thompson, before=current.weights,
+                                              after=experiment.weights, reason=f"reallocate (epoch {experiment.epoch})")
 
     def stop(self, ref: str, *, decision: str = "stopped", winner: int | None = None, reason: str = "",
              analysis_run_id: str | None = None) -> dict:
@@ -214,18 +211,13 @@ class Experiments:
                                         evidence_run_id=analysis_run_id, reason=f"{experiment.id}: {reason}")
             else:
                 self.governance.set_alias(experiment.prompt, experiment.alias, final, reason=f"{experiment.id}: {reason}")
-        else:
-            self.governance.require("editor", experiment.prompt, f"stop the experiment on {ref}")
         result = {"experiment": experiment.id, "decision": decision, "alias": experiment.alias,
                   "version": final, "previous": experiment.control, "reason": reason,
                   "analysis_run_id": analysis_run_id, "stopped_at": time.time(),
                   "weights": {str(k): v for k, v in experiment.weights.items()}}
-        self.registry.set_prompt_tag(experiment.prompt, tag_key(experiment.alias) + RESULT_SUFFIX,
-                                            json.dumps(result, sort_keys=True))
-        self.registry.delete_prompt_tag(experiment.prompt, tag_key(experiment.alias))
-        self.governance.audit.append(self.governance.user, "experiment", prompt=experiment.prompt,
-                                     alias=experiment.alias, version=final, before=experiment.control, after=final,
-                                     reason=f"stop: {decision} {reason}".strip(), evidence_run_id=analysis_run_id)
+        self.governance.end_experiment(experiment.prompt, experiment.alias, json.dumps(result, sort_keys=True),
+                                       version=final, before=experiment.control,
+                                       reason=f"stop: {decision} {reason}".strip(), evidence_run_id=analysis_run_id)
         return result
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from promptyard.errors import UserError
 from promptyard.evaluation import VersionScorer, is_binary, mcnemar, paired_bootstrap
-from promptyard.governance import evidence_tags
+from promptyard.governance import Evidence, Governance
 from promptyard.runtime import Settings
 
 __all__ = ["compare_prompts"]
@@ -42,14 +42,21 @@ def compare_prompts(settings: Settings, ref_a: str, ref_b: str, dataset: str, *,
                "a_mean_latency_s": result_a.mean_latency_s, "b_mean_latency_s": result_b.mean_latency_s}
     if test:
         metrics |= {"mcnemar_p_value": test.p_value, "fixed": test.fixed, "broken": test.broken}
-    tags = {"promptyard.ab.verdict": verdict}
-    if version_a.name == version_b.name:  # a paired test-split comparison is promotion evidence
-        tags |= evidence_tags(version_a.name, int(version_a.version), int(version_b.version), scorer.data.card.name,
-                              split)
-        metrics |= {"evidence_diff": comparison.diff, "evidence_diff_low": comparison.low}
     tracker.log(run_id, params={"a": label_a, "b": label_b, "split": split, "metric": scorer.data.card.metric,
                                 "confidence": confidence, **scorer.endpoint.describe()},
-                metrics=metrics, tags=tags)
+                metrics=metrics, tags={"promptyard.ab.verdict": verdict})
+    recorded = "a comparison of two prompts is not evidence for either"
+    governance = Governance.from_settings(scorer.registry)
+    if version_a.name == version_b.name and governance.policy.role_of(governance.user, version_a.name) == "viewer":
+        recorded = f"not recorded as evidence: {governance.user} is a viewer of {version_a.name}"
+    elif version_a.name == version_b.name:  # a paired comparison is evidence (promotion accepts the test split's)
+        data = scorer.data
+        recorded = f"recorded as evidence for {label_b} over {label_a} by {governance.user}"
+        governance.record_evidence(run_id, Evidence(
+            prompt=version_a.name, baseline=int(version_a.version), candidate=int(version_b.version), split=split,
+            dataset=data.card.name, dataset_digest=data.digest, metric=data.card.metric, n=comparison.n,
+            confidence=confidence, diff=comparison.diff, low=comparison.low, high=comparison.high,
+            dataset_path=str(data.path.parent)))
     tracker.log_table(run_id, result_a.table(), f"predictions/a_{split}.json")
     tracker.log_table(run_id, result_b.table(), f"predictions/b_{split}.json")
     tracker.finish(run_id)
@@ -60,5 +67,5 @@ def compare_prompts(settings: Settings, ref_a: str, ref_b: str, dataset: str, *,
         "mcnemar_p_value": test.p_value if test else None, "fixed": test.fixed if test else None,
         "broken": test.broken if test else None, "verdict": verdict,
         "a_mean_latency_s": result_a.mean_latency_s, "b_mean_latency_s": result_b.mean_latency_s,
-        "run_id": run_id, "mlflow_url": tracker.run_url(run_id),
+        "evidence": recorded, "run_id": run_id, "mlflow_url": tracker.run_url(run_id),
     }

@@ -2,6 +2,7 @@ import json
 import socket
 
 import pytest
+from helpers import governed
 from click.testing import CliRunner
 
 from promptyard.cli import cli
@@ -52,7 +53,7 @@ def test_template_source_is_required():
 
 
 def test_optimize_needs_prefect(fake_llm, tiny_dataset, registry, monkeypatch):
-    registry.register("sentiment", "Classify.\n\nReview: {{text}}")
+    governed(registry).register("sentiment", "Classify.\n\nReview: {{text}}")
     monkeypatch.setenv("PREFECT_API_URL", "http://127.0.0.1:9/api")
     out = CliRunner().invoke(cli, ["optimize", "sentiment", "--dataset", str(tiny_dataset)])
     assert out.exit_code == 1
@@ -117,7 +118,7 @@ def test_every_command_has_an_example(command):
 
 
 def test_eval_scores_a_version_with_an_interval(fake_llm, tiny_dataset, registry):
-    registry.register("sentiment", "Answer carefully.\n\nReview: {{text}}")
+    governed(registry).register("sentiment", "Answer carefully.\n\nReview: {{text}}")
     out = invoke("eval", "sentiment", "--dataset", str(tiny_dataset), "--split", "validation", "--json")
     result = json.loads(out)
     assert (result["prompt"], result["n"], result["score"], result["low"], result["high"]) == (

@@ -5,7 +5,7 @@ import json
 import mlflow
 import pytest
 from click.testing import CliRunner
-from helpers import SEED_TEMPLATE
+from helpers import SEED_TEMPLATE, governed
 
 from promptyard.cli import cli
 from promptyard.serving import Experiments
@@ -18,8 +18,8 @@ def invoke(*args, code=0):
 
 
 def test_offline_ab_compares_two_versions_on_the_same_examples(fake_llm, tiny_dataset, registry):
-    registry.register("sentiment", SEED_TEMPLATE)  # the fake always answers "positive": right on positives only
-    registry.register("sentiment", SEED_TEMPLATE.replace("Classify", "Read carefully and classify"))
+    governed(registry).register("sentiment", SEED_TEMPLATE)  # the fake always answers "positive": right on positives only
+    governed(registry).register("sentiment", SEED_TEMPLATE.replace("Classify", "Read carefully and classify"))
     result = json.loads(invoke("offline", "sentiment/1", "sentiment/2", "--dataset", str(tiny_dataset),
                                "--json").stdout)
     assert (result["n"], result["a_score"], result["b_score"]) == (40, 0.375, 1.0)  # 15 of 40 are positive
@@ -33,7 +33,7 @@ def test_offline_ab_compares_two_versions_on_the_same_examples(fake_llm, tiny_da
 
 
 def test_offline_ab_bad_input(fake_llm, tiny_dataset, registry):
-    registry.register("sentiment", SEED_TEMPLATE)
+    governed(registry).register("sentiment", SEED_TEMPLATE)
     assert "are the same version" in invoke("offline", "sentiment/1", "sentiment", "--dataset", str(tiny_dataset),
                                             code=1).output
     assert "has no version 7" in invoke("offline", "sentiment/1", "sentiment/7", "--dataset", str(tiny_dataset),

@@ -78,8 +78,11 @@ def test_promote_names_the_failed_check_and_the_audit_log_shows_everything(libra
     assert "cannot approve it" in invoke("prompts", "approve", "support.refund", "2", code=1)
     assert invoke("prompts", "approve", "support.refund", "2", user="bob") == "bob approved support.refund/2 for production\n"
     log = invoke("audit", "log", "--prompt", "support.refund")
-    assert [line.split()[3] for line in log.splitlines()] == ["register", "alias", "register", "tag", "approve"]
-    assert invoke("audit", "verify").startswith("audit log intact: 6 entries")
+    assert [line.split()[3] for line in log.splitlines()] == ["register", "alias", "register", "tag", "refused",
+                                                              "refused", "approve"]
+    refusals = [line for line in log.splitlines() if " refused " in line]
+    assert "failed: evidence, approval" in refusals[0] and "cannot approve it" in refusals[1]
+    assert invoke("audit", "verify").startswith("audit log intact: 8 entries")
 
 
 def test_audit_verify_fails_on_a_tampered_log(library):

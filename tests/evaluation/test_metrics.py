@@ -1,6 +1,9 @@
+import sys
+
 import pytest
 
 from promptyard.errors import UserError
+from promptyard.runtime import get_settings
 from promptyard.evaluation import get_metric
 
 INTENTS = ["add_to_playlist", "book_restaurant", "get_weather", "play_music"]
@@ -45,11 +48,36 @@ def test_regex_token_f1_json_valid():
     assert get_metric("json_valid", schema=schema).score("nope", "") == 0.0
 
 
-def test_custom_metric_by_dotted_path():
+def test_custom_metric_by_dotted_path_when_allowed(monkeypatch):
+    monkeypatch.setenv("PROMPTYARD_METRIC_ALLOWLIST", "other.module, helpers")
+    get_settings.cache_clear()
     metric = get_metric("helpers:length_metric")
     assert metric.score("abcd", "x") == 4.0 and metric.name == "helpers:length_metric"
     with pytest.raises(UserError, match="cannot be imported"):
         get_metric("helpers:nope")
+
+
+@pytest.mark.parametrize("name", ["os:system", "subprocess.run", "helpers:length_metric", "helpersx:f"])
+def test_a_card_cannot_make_promptyard_import_code(name, monkeypatch):
+    monkeypatch.setenv("PROMPTYARD_METRIC_ALLOWLIST", "helpersx.sub")
+    get_settings.cache_clear()
+    imported = set(sys.modules)
+    with pytest.raises(UserError, match=f"Metric {name!r} is not allowed: a dataset card cannot make promptyard "
+                                        "import code.*promptyard.metrics.*PROMPTYARD_METRIC_ALLOWLIST"):
+        get_metric(name)
+    assert "helpersx" not in set(sys.modules) - imported
+
+
+def test_a_metric_registered_under_the_entry_point_group(tmp_path, monkeypatch):
+    """A real distribution on sys.path declaring `promptyard.metrics`: named by its entry-point name."""
+    (tmp_path / "brevity_metric.py").write_text("def brevity(reply, gold):\n    return 1.0 if len(reply) < 10 else 0.0\n")
+    info = tmp_path / "brevity_metric-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: brevity-metric\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[promptyard.metrics]\nbrevity = brevity_metric:brevity\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    metric = get_metric("brevity")
+    assert (metric.score("short", "x"), metric.score("a much longer reply", "x")) == (1.0, 0.0)
 
 
 def test_unknown_metric():

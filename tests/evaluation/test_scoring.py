@@ -55,9 +55,12 @@ def test_dead_endpoint_stops_the_run():
         check_endpoint(Endpoint("http://127.0.0.1:9/v1", "fake"))
 
 
-def test_a_raising_metric_stops_with_a_clear_error():
+def test_a_raising_metric_stops_with_a_clear_error(monkeypatch):
     from promptyard.errors import UserError
+    from promptyard.runtime import get_settings
 
+    monkeypatch.setenv("PROMPTYARD_METRIC_ALLOWLIST", "helpers")
+    get_settings.cache_clear()
     with FakeLLM() as fake:
         lm = make_lm(Endpoint(fake.base_url, "fake"), cache=False)
         with pytest.raises(UserError, match="Metric 'helpers:broken_metric' raised ValueError: this metric is broken"):

@@ -2,7 +2,7 @@
 
 import mlflow
 import pytest
-from helpers import SEED_TEMPLATE
+from helpers import SEED_TEMPLATE, governed
 
 from flows.optimize import optimize_prompt
 from promptyard.errors import BudgetExhausted
@@ -16,8 +16,8 @@ BIG_SEARCH = {"breadth": 6, "depth": 3, "train_size": 16}
 
 @pytest.fixture
 def seeded(registry):
-    registry.register("sentiment", SEED_TEMPLATE)
-    registry.set_alias("sentiment", "production", 1)
+    governed(registry).register("sentiment", SEED_TEMPLATE)
+    governed(registry).set_alias("sentiment", "production", 1)
     return registry
 
 

@@ -4,7 +4,7 @@ import json
 
 import pytest
 from click.testing import CliRunner
-from helpers import SEED_TEMPLATE
+from helpers import SEED_TEMPLATE, governed
 
 from promptyard.cli import cli
 
@@ -18,8 +18,8 @@ def prefect_api(monkeypatch):
 
 
 def test_optimize_prints_json_only(fake_llm, tiny_dataset, registry, prefect_api):
-    version = registry.register("sentiment", SEED_TEMPLATE)
-    registry.set_alias("sentiment", "production", int(version.version))
+    version = governed(registry).register("sentiment", SEED_TEMPLATE)
+    governed(registry).set_alias("sentiment", "production", int(version.version))
     result = CliRunner().invoke(cli, [
         "optimize", "sentiment@production", "--dataset", str(tiny_dataset), "--max-candidates", "1",
         "--set", "breadth=2", "--set", "depth=1", "--set", "train_size=8", "--set", "constrain_labels=false",
@@ -32,7 +32,7 @@ def test_optimize_prints_json_only(fake_llm, tiny_dataset, registry, prefect_api
 
 
 def test_optimize_human_summary(fake_llm, tiny_dataset, registry, prefect_api):
-    registry.register("sentiment", SEED_TEMPLATE)
+    governed(registry).register("sentiment", SEED_TEMPLATE)
     fake_llm.proposal = "Say what you think."
     result = CliRunner().invoke(cli, [
         "optimize", "sentiment", "--dataset", str(tiny_dataset), "--max-candidates", "1",
@@ -70,3 +70,31 @@ def test_deploy_registers_the_nightly_deployment(prefect_api):
         ab = client.read_deployment_by_name("ab-analysis/hourly-ab-intent")
     assert ab.entrypoint == "flows/ab_analysis.py:analyze_experiment"
     assert [s.schedule.cron for s in ab.schedules] == ["15 * * * *"]
+
+
+def test_the_command_line_runs_the_flow_on_the_configured_prefect_server(fake_llm, tiny_dataset, registry,
+                                                                          prefect_api, isolated):
+    """As a user runs it: a new process with only PROMPTYARD_PREFECT_PORT set. The flow run must be
+    on that server (not on a throwaway one), so the printed URL opens it."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+    from urllib.parse import urlparse
+    from uuid import UUID
+
+    from prefect.client.orchestration import get_client
+
+    governed(registry).register("sentiment", SEED_TEMPLATE)
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL" and not k.startswith("PREFECT_HOME")}
+    env["PROMPTYARD_PREFECT_PORT"] = str(urlparse(prefect_api).port)
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "promptyard"), "optimize", "sentiment", "--dataset", str(tiny_dataset),
+         "--max-candidates", "1", "--set", "breadth=2", "--set", "depth=1", "--set", "train_size=8",
+         "--set", "constrain_labels=false", "--json"], env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = json.loads(done.stdout)
+    assert "Starting temporary server" not in done.stderr
+    assert summary["prefect_url"] == f"{prefect_api.removesuffix('/api')}/runs/flow-run/{summary['flow_run_id']}"
+    with get_client(sync_client=True) as client:
+        assert client.read_flow_run(UUID(summary["flow_run_id"])).state.is_completed()

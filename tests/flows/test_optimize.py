@@ -6,7 +6,7 @@ import json
 
 import mlflow
 import pytest
-from helpers import SEED_TEMPLATE, tiny_rows, write_dataset
+from helpers import SEED_TEMPLATE, governed, tiny_rows, write_dataset
 
 from flows.optimize import optimize_prompt
 from promptyard.evaluation import load_dataset
@@ -30,8 +30,8 @@ def run(dataset, prompt="sentiment@production", settings=SMALL, max_candidates=2
 
 @pytest.fixture
 def seeded(registry):
-    version = registry.register("sentiment", SEED_TEMPLATE, commit_message="seed")
-    registry.set_alias("sentiment", "production", int(version.version))
+    version = governed(registry).register("sentiment", SEED_TEMPLATE, commit_message="seed")
+    governed(registry).set_alias("sentiment", "production", int(version.version))
     return registry
 
 
@@ -147,7 +147,7 @@ def test_unknown_prompt_or_alias(fake_llm, tiny_dataset, seeded, prompt, error, 
 
 
 def test_template_variables_must_come_from_the_dataset(fake_llm, tiny_dataset, registry):
-    registry.register("sentiment", "Classify.\n\nReview: {{review}}")
+    governed(registry).register("sentiment", "Classify.\n\nReview: {{review}}")
     with pytest.raises(TemplateError, match=r"\{\{review\}\} are not provided by dataset 'tiny'"):
         run(tiny_dataset, prompt="sentiment")
     assert not fake_llm.requests
@@ -155,7 +155,7 @@ def test_template_variables_must_come_from_the_dataset(fake_llm, tiny_dataset, r
 
 
 def test_template_must_not_show_the_label(fake_llm, tiny_dataset, registry):
-    registry.register("sentiment", "Classify.\n\nReview: {{text}} ({{label}})")
+    governed(registry).register("sentiment", "Classify.\n\nReview: {{text}} ({{label}})")
     with pytest.raises(TemplateError, match="shows the answer"):
         run(tiny_dataset, prompt="sentiment")
 

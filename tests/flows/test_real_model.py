@@ -4,6 +4,7 @@ import socket
 
 import mlflow
 import pytest
+from helpers import governed
 
 from flows.optimize import optimize_prompt
 from promptyard.runtime import stack
@@ -41,8 +42,8 @@ def test_flow_on_the_real_model(bundled_llm, registry, monkeypatch):
     get_settings.cache_clear()
     assert get_settings().plain_proposer  # the bundled model gets the plain-text proposer
 
-    version = registry.register("intent", DEMO_TEMPLATE)
-    registry.set_alias("intent", "production", int(version.version))
+    version = governed(registry).register("intent", DEMO_TEMPLATE)
+    governed(registry).set_alias("intent", "production", int(version.version))
     summary = optimize_prompt(
         prompt="intent@production", dataset="intent_recognition",
         optimizer={"name": "copro", "max_candidates": 1, "breadth": 2, "depth": 1, "train_size": 6},

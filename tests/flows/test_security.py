@@ -4,7 +4,7 @@ import logging
 from pathlib import Path
 
 import mlflow
-from helpers import SEED_TEMPLATE
+from helpers import SEED_TEMPLATE, governed
 
 from flows.optimize import optimize_prompt
 from promptyard.runtime import get_settings
@@ -16,8 +16,8 @@ def test_an_optimization_writes_the_api_key_nowhere(fake_llm, tiny_dataset, regi
                                                     isolated):
     monkeypatch.setenv("PROMPTYARD_LM_API_KEY", API_KEY)
     get_settings.cache_clear()
-    registry.register("sentiment", SEED_TEMPLATE)
-    registry.set_alias("sentiment", "production", 1)
+    governed(registry).register("sentiment", SEED_TEMPLATE)
+    governed(registry).set_alias("sentiment", "production", 1)
     caplog.set_level(logging.DEBUG)
     summary = optimize_prompt(prompt="sentiment@production", dataset=str(tiny_dataset),
                               optimizer={"name": "copro", "max_candidates": 2, "breadth": 2, "depth": 1, "train_size": 8})

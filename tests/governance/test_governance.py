@@ -4,12 +4,12 @@ import json
 
 import mlflow
 import pytest
-from helpers import SEED_TEMPLATE
+from helpers import SEED_TEMPLATE, tiny_rows, write_dataset
 
 from promptyard.errors import PermissionDeniedError, TemplateError
-from promptyard.governance import Governance, evidence_tags
-from promptyard.runtime import get_settings
-from promptyard.runtime import Tracker
+from promptyard.evaluation import load_dataset
+from promptyard.governance import Evidence, Governance
+from promptyard.runtime import Tracker, get_settings
 
 POLICY = """\
 protected_aliases: [production]
@@ -22,7 +22,13 @@ promotion:
 
 
 @pytest.fixture
-def team(registry):
+def tickets(tmp_path):
+    """The dataset the policy names: 150 test examples."""
+    return load_dataset(write_dataset(tmp_path / "datasets" / "tickets", tiny_rows(300), test=150, validation=50))
+
+
+@pytest.fixture
+def team(registry, tickets):
     home = get_settings().home_dir
     home.mkdir(parents=True, exist_ok=True)
     (home / "policy.yaml").write_text(POLICY)
@@ -34,19 +40,18 @@ def team(registry):
     return as_user
 
 
-def evidence(registry, candidate, *, baseline=1, low=0.02, dataset="tickets", split="test", days_old=0.0):
+def evidence(registry, candidate, *, baseline=1, low=0.02, split="test", n=150, confidence=0.95, dataset=None,
+             by="alice", team=None):
+    """An offline A/B result for support/`candidate` on the tickets data, recorded (run + audit) by `by`."""
+    data = load_dataset(get_settings().home_dir.parent / "datasets" / "tickets")
     tracker = Tracker(registry.tracking_uri, "evidence")
-    run_id = tracker.start_run("offline A/B", tags=evidence_tags("support", baseline, candidate, dataset, split))
-    tracker.log(run_id, metrics={"evidence_diff_low": low, "evidence_diff": low + 0.05})
+    run_id = tracker.start_run("offline A/B")
+    record = Evidence(prompt="support", baseline=baseline, candidate=candidate, split=split,
+                      dataset=dataset or data.card.name, dataset_digest=data.digest, metric="exact_label", n=n,
+                      confidence=confidence, diff=low + 0.05, low=low, high=low + 0.1,
+                      dataset_path=str(data.path.parent))
+    (team or {}).get(by, Governance.from_settings(registry, user=by)).record_evidence(run_id, record)
     tracker.finish(run_id)
-    if days_old:
-        from mlflow.store.tracking.dbmodels.models import SqlRun
-        from sqlalchemy import create_engine, update
-
-        engine = create_engine(registry.tracking_uri)
-        with engine.begin() as conn:
-            conn.execute(update(SqlRun).where(SqlRun.run_uuid == run_id)
-                         .values(start_time=SqlRun.start_time - int(days_old * 86400 * 1000)))
     return run_id
 
 
@@ -92,7 +97,7 @@ def test_promotion_needs_evidence_approval_and_contract(team, registry):
     with pytest.raises(PermissionDeniedError, match="alice registered support/2 and cannot approve it"):
         author_as_approver.approve("support", 2)  # four eyes, even for an approver
     team["bob"].approve("support", 2, reason="reviewed")
-    run_id = evidence(registry, 2)
+    run_id = evidence(registry, 2, team=team)
     checks = team["alice"].promote("support", 2, reason="offline A/B win")
     assert [c.ok for c in checks] == [True, True, True] and checks[0].run_id == run_id
     assert version_on(registry) == 2
@@ -101,11 +106,12 @@ def test_promotion_needs_evidence_approval_and_contract(team, registry):
 
 
 @pytest.mark.parametrize("kwargs, problem", [
-    ({"days_old": 20}, "is stale: 20 days old"),
     ({"dataset": "other"}, "is on dataset other, the policy requires tickets"),
     ({"split": "validation"}, "measured on the validation split"),
     ({"low": -0.05}, "may be worse: lower bound -0.050"),
     ({"baseline": 3}, "compares with v3, but the alias is on v1"),
+    ({"n": 3}, "rests on 3 paired examples; the policy needs at least 100"),
+    ({"confidence": 0.05}, "is at confidence 0.05; the policy needs at least 0.95"),
 ])
 def test_evidence_that_does_not_qualify(team, registry, kwargs, problem):
     team["bob"].approve("support", 2)
@@ -118,12 +124,12 @@ def test_evidence_that_does_not_qualify(team, registry, kwargs, problem):
 def test_contract_violation_and_rejection(team, registry):
     team["alice"].register("support", "Be kind.\n\nQ: {{query}}")
     team["bob"].approve("support", 3)
-    evidence(registry, 3)
+    evidence(registry, 3, team=team)
     with pytest.raises(PermissionDeniedError, match=r"contract: v3 drops \{\{question\}\}; needs \{\{query\}\}"):
         team["alice"].promote("support", 3)
     team["dave"].approve("support", 2)
     team["bob"].approve("support", 2, reject=True, reason="tone")
-    evidence(registry, 2)
+    evidence(registry, 2, team=team)
     with pytest.raises(PermissionDeniedError, match="rejected by bob"):
         team["alice"].promote("support", 2)
     assert version_on(registry) == 1
@@ -131,7 +137,7 @@ def test_contract_violation_and_rejection(team, registry):
 
 def test_rollback_is_for_approvers_to_an_earlier_version(team, registry):
     team["bob"].approve("support", 2)
-    evidence(registry, 2)
+    evidence(registry, 2, team=team)
     team["alice"].promote("support", 2)
     team["alice"].register("support", "Newest.\n\nQ: {{question}}")
     with pytest.raises(PermissionDeniedError, match="v3 never held support@production"):
@@ -152,12 +158,11 @@ def test_credentials_never_reach_the_registry(team, registry):
     assert len(registry.versions("support")) == 2
 
 
-def test_offline_ab_run_is_evidence(team, registry, fake_llm, tmp_path):
-    from helpers import tiny_rows, write_dataset
-
+def test_offline_ab_run_is_evidence(team, registry, fake_llm, tickets, monkeypatch):
     from promptyard.serving import compare_prompts
 
-    data = write_dataset(tmp_path / "datasets" / "tickets", tiny_rows())
+    monkeypatch.setenv("PROMPTYARD_USER", "alice")
+    data = tickets.path.parent
     alice = team["alice"]
     alice.register("support-sentiment", SEED_TEMPLATE)
     alice.set_alias("support-sentiment", "production", 1)

@@ -86,10 +86,31 @@ def refused(call, *args):
     return str(error.value)
 
 
-def audit_entries(root):
+VIA = "via the MLflow REST API"
+
+
+def audit_entries(root, prompt="support"):
     from promptyard.governance import AuditLog
 
-    return AuditLog(f"sqlite:///{root / 'home' / 'audit.db'}").entries("support")
+    return AuditLog(f"sqlite:///{root / 'home' / 'audit.db'}").entries(prompt)
+
+
+def record_evidence(server, user, run_id, *, candidate=2, prompt="support"):
+    """Evidence for `prompt`/`candidate` over v1, recorded on the team's audit log as promptyard's CLI does."""
+    from helpers import tiny_rows, write_dataset
+
+    from promptyard.evaluation import load_dataset
+    from promptyard.governance import AuditLog, Evidence, Governance, load_policy
+    from promptyard.registry import Registry
+
+    uri, root = server
+    data = load_dataset(write_dataset(root / "datasets" / "tickets", tiny_rows(300), test=150, validation=50))
+    governance = Governance(Registry(uri), load_policy(root / "home"), user,
+                            AuditLog(f"sqlite:///{root / 'home' / 'audit.db'}"))
+    governance.record_evidence(run_id, Evidence(
+        prompt=prompt, baseline=1, candidate=candidate, split="test", dataset="tickets", dataset_digest=data.digest,
+        metric="exact_label", n=150, confidence=0.95, diff=0.08, low=0.03, high=0.13,
+        dataset_path=str(data.path.parent)))
 
 
 def test_plain_mlflow_client_cannot_push_production(server, login):
@@ -112,20 +133,23 @@ def test_plain_mlflow_client_cannot_push_production(server, login):
     bob.set_prompt_version_tag("support", 2, "promptyard.approval.bob", json.dumps({"alias": "production"}))
     alice = login("alice")
     experiment = alice.create_experiment("evidence")
-    run = alice.create_run(experiment, tags={
+    handmade = alice.create_run(experiment, tags={
         "promptyard.evidence.prompt": "support", "promptyard.evidence.baseline": "1",
         "promptyard.evidence.candidate": "2", "promptyard.evidence.dataset": "tickets",
         "promptyard.evidence.split": "test"})
-    alice.log_metric(run.info.run_id, "evidence_diff_low", 0.03)
-    alice.set_terminated(run.info.run_id)
+    alice.log_metric(handmade.info.run_id, "evidence_diff_low", 0.03)
+    assert "is not anchored in the audit log" in refused(alice.set_prompt_alias, "support", "production", 2)
+    record_evidence(server, "alice", alice.create_run(experiment).info.run_id)  # as `promptyard ab offline` would
     alice.set_prompt_alias("support", "production", 2)  # now earned
     assert int(alice.get_prompt_version_by_alias("support", "production").version) == 2
 
     assert "failed: evidence" in refused(alice.set_prompt_alias, "support", "production", 1)  # editors: no rollback
-    login("bob").set_prompt_alias("support", "production", 1)  # an approver's rollback is always allowed
+    login("bob").set_prompt_alias("support", "production", 1)  # an approver's rollback to a version it held
     actions = [(e.user, e.action, e.version) for e in audit_entries(root)]
     assert ("alice", "promote", 2) in actions and ("bob", "rollback", 1) in actions and ("bob", "approve", 2) in actions
-    assert all(e.reason == "via the MLflow REST API" for e in audit_entries(root))
+    assert {e.reason for e in audit_entries(root) if e.action not in ("refused", "evidence")} == {VIA}
+    refusals = [(e.user, e.reason) for e in audit_entries(root) if e.action == "refused"]
+    assert len(refusals) == 6 and all(user == "alice" for user, _ in refusals)
 
 
 def test_promptyard_cli_through_the_guarded_server(server, login, monkeypatch):
@@ -149,3 +173,66 @@ def test_promptyard_cli_through_the_guarded_server(server, login, monkeypatch):
     result = runner.invoke(cli, ["prompts", "approve", "support-faq", "2"], env={"PROMPTYARD_USER": "bob"})
     assert result.exit_code == 0, result.output
     assert login("admin").get_prompt_version("support-faq", 2).tags["promptyard.author"] == "alice"
+
+
+def test_plain_mlflow_client_side_doors_are_closed(server, login):
+    """What MLflow's own permissions let an EDIT user do, and the guard refuses: each refused, named,
+    nothing changed, audited."""
+    uri, root = server
+    alice = login("alice")
+    alice.register_prompt("support-doors", "Be kind.\n\nQ: {{question}}")
+    alice.set_prompt_alias("support-doors", "production", 1)
+    alice.register_prompt("support-doors", "Be brief.\n\nQ: {{question}}")
+    admin = login("admin")
+
+    def state():
+        versions = [admin.get_prompt_version("support-doors", v) for v in (1, 2)]
+        return ([(v.template, dict(v.tags)) for v in versions], dict(admin.get_prompt("support-doors").tags),
+                int(admin.get_prompt_version_by_alias("support-doors", "production").version))
+
+    before = state()
+    alice = login("alice")
+    forged = json.dumps({"alias": "production", "reason": "ok"})
+    attacks = [
+        # MLflow's register_prompt writes the tags on the prompt first, then on the new version
+        (lambda: alice.register_prompt("support-doors", "x {{question}}", tags={"promptyard.approval.bob": forged}),
+         "cannot set the reserved prompt tag 'promptyard.approval.bob'"),
+        (lambda: alice.register_prompt("support-doors", "x {{question}}", tags={"promptyard.author": "bob"}),
+         "cannot set the reserved prompt tag 'promptyard.author'"),
+
+        (lambda: alice.set_prompt_version_tag("support-doors", 1, "mlflow.prompt.text", "Rewritten in place {{question}}"),
+         "support-doors/1 is immutable: 'mlflow.prompt.text'"),
+        (lambda: alice.set_prompt_version_tag("support-doors", 2, "_mlflow_prompt_model_config", '{"temperature": 2}'),
+         "is immutable"),
+        (lambda: alice.set_prompt_version_tag("support-doors", 2, "promptyard.parent_version", "1"),
+         "is written once, when it is registered"),
+        (lambda: alice.set_prompt_tag("support-doors", "promptyard.contract", '{"variables": []}'),
+         "alice is editor on 'support-doors' and cannot change the prompt contract"),
+        (lambda: alice.set_prompt_tag("support-doors", "promptyard.ab.production",
+                                      '{"id": "x", "control": 1, "weights": {"1": 0.01, "2": 0.99}}'),
+         "cannot start an experiment on support-doors@production"),
+        (lambda: alice.set_prompt_tag("support-doors", "promptyard.release", "approved"), "that needs the admin role"),
+        (lambda: alice.set_prompt_tag("support-doors", "mlflow.prompt.is_prompt", "false"), "needs the admin role"),
+        (lambda: alice.delete_prompt_tag("support-doors", "mlflow.prompt.is_prompt"), "needs the admin role"),
+    ]
+    for attack, message in attacks:
+        assert message in refused(attack)
+    raw = requests.post(f"{uri}/api/2.0/mlflow/model-versions/create", auth=("alice", "alice-password-1"), timeout=10,
+                        json={"name": "support-doors", "source": "prompt-template", "tags": [
+                            {"key": "mlflow.prompt.is_prompt", "value": "true"},
+                            {"key": "mlflow.prompt.text", "value": "x {{question}}"},
+                            {"key": "promptyard.evidence.split", "value": "test"}]})  # as curl would
+    assert raw.status_code == 403 and "tag 'promptyard.evidence.split' is reserved" in raw.json()["message"]
+    raw = requests.post(f"{uri}/api/2.0/mlflow/registered-models/create", auth=("alice", "alice-password-1"),
+                        timeout=10, json={"name": "support-sneaky", "tags": [
+                            {"key": "mlflow.prompt.is_prompt", "value": "true"},
+                            {"key": "promptyard.contract", "value": '{"variables": []}'}]})
+    assert raw.status_code == 403 and "creating prompt support-sneaky: tag 'promptyard.contract' is reserved" in \
+        raw.json()["message"]
+    bob = login("bob")
+    # an approver moving production to a version it never held is a promotion, not a rollback: checks apply
+    assert "failed: evidence, approval" in refused(bob.set_prompt_alias, "support-doors", "production", 2)
+    assert "must be JSON like" in refused(bob.set_prompt_tag, "support-doors", "promptyard.contract", "anything")
+    assert state() == before
+    refusals = [e for e in audit_entries(root, "support-doors") if e.action == "refused"]
+    assert len(refusals) >= len(attacks) and {e.user for e in refusals} == {"alice", "bob"}

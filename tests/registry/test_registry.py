@@ -1,5 +1,6 @@
 import mlflow
 import pytest
+from helpers import governed
 
 from promptyard.errors import PromptNotFoundError, TemplateError, TrackingUnavailableError, UserError
 from promptyard.registry import GenerationConfig
@@ -26,10 +27,10 @@ def test_bad_ref():
 
 def test_round_trip(registry):
     fmt = {"type": "json_schema", "json_schema": {"name": "a", "schema": {"type": "object"}}}
-    v1 = registry.register("support", "Be kind.\n\nQ: {{question}}", commit_message="first", tags={"team": "cx"})
-    v2 = registry.register("support", "Be brief.\n\nQ: {{question}}",
+    v1 = governed(registry).register("support", "Be kind.\n\nQ: {{question}}", commit_message="first", tags={"team": "cx"})
+    v2 = governed(registry).register("support", "Be brief.\n\nQ: {{question}}",
                            generation=GenerationConfig(max_tokens=64, response_format=fmt))
-    registry.set_alias("support", "production", int(v1.version))
+    governed(registry).set_alias("support", "production", int(v1.version))
 
     assert (int(v1.version), int(v2.version)) == (1, 2)
     assert registry.get("support@production").template == "Be kind.\n\nQ: {{question}}"
@@ -48,20 +49,20 @@ def test_round_trip(registry):
 
 
 def test_unknown_prompt_alias_and_version(registry):
-    registry.register("support", "Be kind.\n\nQ: {{question}}")
+    governed(registry).register("support", "Be kind.\n\nQ: {{question}}")
     with pytest.raises(PromptNotFoundError, match="No prompt named 'other'.*known: support"):
         registry.get("other")
     with pytest.raises(PromptNotFoundError, match="has no alias 'production'. Versions: 1; aliases: none"):
         registry.get("support@production")
     with pytest.raises(PromptNotFoundError, match="has no version 4"):
-        registry.set_alias("support", "production", 4)
+        governed(registry).set_alias("support", "production", 4)
     with pytest.raises(PromptNotFoundError):
         registry.get("support@production")  # the failed alias move left nothing behind
 
 
 def test_variables_must_match_the_dataset(registry):
     with pytest.raises(TemplateError, match=r"\{\{query\}\} are not provided"):
-        registry.register("support", "Help.\n\nQ: {{query}}", available_fields=["text"])
+        governed(registry).register("support", "Help.\n\nQ: {{query}}", available_fields=["text"])
     assert registry.list() == []
 
 

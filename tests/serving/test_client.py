@@ -6,6 +6,8 @@ import time
 
 import mlflow
 import pytest
+from mlflow import MlflowClient
+from helpers import governed
 
 from promptyard.errors import PromptNotFoundError, ServiceError
 from promptyard.serving import PromptClient
@@ -49,7 +51,7 @@ def test_hot_reads_hit_the_cache(support, tmp_path):
 def test_alias_moved_elsewhere_is_seen_after_the_ttl(support, tmp_path):
     client = PromptClient(ttl_seconds=0.2, snapshot_dir=tmp_path)
     assert client.get("support@production").version == 1
-    support.set_alias("support", "production", 2)  # as another process would
+    MlflowClient(support.tracking_uri, support.tracking_uri).set_prompt_alias("support", "production", 2)  # elsewhere
     assert client.get("support@production").version == 1  # within the TTL: cached
     time.sleep(0.25)
     assert client.get("support@production").version == 1  # stale served at once, refresh started

@@ -2,6 +2,7 @@
 
 import mlflow
 import pytest
+from helpers import governed
 
 from promptyard.errors import PermissionDeniedError
 from promptyard.errors import ExperimentError
@@ -12,8 +13,8 @@ from promptyard.serving import PromptClient
 @pytest.fixture
 def support(registry):
     for text in ("Be kind.\n\nQ: {{question}}", "Be brief.\n\nQ: {{question}}", "Be exact.\n\nQ: {{question}}"):
-        registry.register("support", text)
-    registry.set_alias("support", "production", 1)
+        governed(registry).register("support", text)
+    governed(registry).set_alias("support", "production", 1)
     return registry
 
 
@@ -128,7 +129,7 @@ def test_stop_keeps_or_moves_the_alias_and_leaves_a_record(experiments, support)
     assert int(support.get("support@production").version) == 1
     assert experiments.stop("support@production")["version"] == 1
 
-    support.set_alias("support", "staging", 1)
+    governed(support).set_alias("support", "staging", 1)
     experiments.start("support@staging", {1: 0.5, 2: 0.5})
     result = experiments.stop("support@staging", decision="promote", winner=2, reason="won")
     assert result["version"] == 2 and int(support.get("support@staging").version) == 2
