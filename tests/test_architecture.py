@@ -182,3 +182,18 @@ def test_the_error_tree_is_whole_and_says_who_acts():
                                           and any(getattr(b, "id", "").endswith(("Error", "Exhausted"))
                                                   for b in node.bases)])
     assert declared_elsewhere == []
+
+
+def test_registry_writes_only_through_governance():
+    """The public API has no ungoverned write: Registry's public methods read, and only the
+    governance package calls its writes."""
+    from promptyard.registry import Registry
+
+    public = sorted(m for m in vars(Registry) if not m.startswith("_") and callable(getattr(Registry, m)))
+    assert public == ["alias_version", "check", "declared_contract", "find_version", "generation", "get",
+                      "get_with_prompt", "list", "prompt", "prompt_tags", "template_text", "versions"]
+    writes = ("._register(", "._set_alias(", "._set_version_tags(", "._delete_version_tag(", "._set_prompt_tag(",
+              "._delete_prompt_tag(")
+    callers = sorted(m for m, path in MODULES.items() if package_of(m) != "governance" and m != "promptyard.registry.store"
+                     and any(w in path.read_text() for w in writes))
+    assert callers == []

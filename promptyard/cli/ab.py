@@ -172,4 +172,4 @@ def offline(a: str, b: str, dataset: str, split: str, limit: int | None, confide
                if r["mcnemar_p_value"] is not None else "")
     emit(r, as_json, f"{r['a']} {r['a_score']:.3f} vs {r['b']} {r['b_score']:.3f} on {r['dataset']} {r['split']} "
                      f"(n={r['n']}): B − A {r['diff']:+.3f} [{r['low']:+.3f}, {r['high']:+.3f}] "
-                     f"{confidence:.0%} interval{mcnemar}\n{r['verdict']}\nMLflow run: {r['mlflow_url']}")
+                     f"{confidence:.0%} interval{mcnemar}\n{r['verdict']}; {r['evidence']}\nMLflow run: {r['mlflow_url']}")

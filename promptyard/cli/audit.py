@@ -48,15 +48,30 @@ def audit_log(prompt, as_json) -> None:
 @audit.command("verify")
 @click.option("--head", help="A head recorded earlier (`promptyard audit head`): also detects removed newest entries.")
 def audit_verify(head) -> None:
-    """Check the hash chain; exit 1 naming the first edited or deleted entry.
+    """Check the hash chain, and that every protected alias is where the audit log last put it;
+    exit 1 naming the first edited or deleted entry, or each alias moved outside promptyard.
 
     \b
     Example:
       promptyard audit verify --head "$(cat audit-head.txt)"
     """
+    from promptyard.errors import AuditTamperedError, ServiceError
+    from promptyard.governance import alias_drift, load_policy
+    from promptyard.registry import Registry
+
     log = _audit()
     count = log.verify(expected_head=head)
     click.echo(f"audit log intact: {count} entries, head {log.head()}")
+    registry = Registry(get_settings().tracking_uri)
+    try:
+        registry.check(timeout=3)
+    except ServiceError as exc:
+        click.echo(f"aliases not checked: {exc}")
+        return
+    drift = alias_drift(registry, log, load_policy(get_settings().home_dir))
+    if drift:
+        raise AuditTamperedError("Protected aliases moved outside promptyard:\n  " + "\n  ".join(drift))
+    click.echo("every protected alias is where the audit log put it")
 
 
 @audit.command("head")

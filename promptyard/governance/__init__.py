@@ -11,6 +11,7 @@ promptyard-auth`). May import: `promptyard.evaluation`, `promptyard.registry`,
 from promptyard.governance.actions import Governance
 from promptyard.governance.audit import ACTIONS, AuditEntry, AuditLog
 from promptyard.governance.checks import Check, PromotionChecks
+from promptyard.governance.drift import alias_drift
 from promptyard.governance.evidence import Evidence, evidence_problem
 from promptyard.governance.policy import ROLES, Policy, PromotionRule, current_user, load_policy, parse_policy
 from promptyard.governance.prompt_files import ImportResult, import_prompts
@@ -43,6 +44,7 @@ __all__ = [
     "Policy",
     "PromotionChecks",
     "PromotionRule",
+    "alias_drift",
     "current_user",
     "evidence_problem",
     "evidence_tags",

@@ -246,3 +246,33 @@ def test_a_card_naming_os_system_runs_nothing(team, registry, tmp_path, fake_llm
     with pytest.raises(UserError, match="Metric 'os:system' is not allowed"):
         load_dataset(folder)
     assert fake_llm.requests == []
+
+
+# -- behind promptyard's back, without the guard -------------------------------------------------
+def test_an_alias_moved_behind_promptyards_back_is_reported(team, registry):
+    assert invoke("audit", "verify", user="carol").splitlines()[-1] == \
+        "every protected alias is where the audit log put it"
+    mlflow.MlflowClient(registry.tracking_uri, registry.tracking_uri).set_prompt_alias("support", "production", 2)
+    out = invoke("audit", "verify", user="carol", code=1)
+    assert "support@production points to v2, but the audit log put it on v1 (entry 3): it was moved outside " \
+           "promptyard" in out
+
+
+def test_history_and_what_an_alias_served_at_a_time(team, registry):
+    from datetime import UTC, datetime
+
+    before_any = "2000-01-01T00:00"
+    assert "has no move of support@production at or before" in invoke("prompts", "show", "support@production",
+                                                                        "--at", before_any, code=1)
+    assert "is not a time: write it as ISO 8601" in invoke("prompts", "show", "support@production", "--at",
+                                                           "yesterday", code=1)
+    assert "--at needs NAME@ALIAS" in invoke("prompts", "show", "support/2", "--at", before_any, code=1)
+    first = datetime.now(UTC).isoformat()
+    team["bob"].approve("support", 2)
+    record(team)
+    team["alice"].promote("support", 2, reason="won offline")
+    assert invoke("prompts", "show", "support@production", "--at", first).startswith("support version 1")
+    assert invoke("prompts", "show", "support@production").startswith("support version 2")
+    rows = json.loads(invoke("prompts", "history", "support", "--json"))
+    assert [(r["version"], r["action"], r["user"]) for r in rows] == [(1, "alias", "alice"), (2, "promote", "alice")]
+    assert rows[1]["reason"] == "won offline" and rows[1]["evidence_run_id"]

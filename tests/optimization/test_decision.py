@@ -1,11 +1,12 @@
 """The optimize flow's decisions, from numbers alone: no Prefect, no MLflow, no LM."""
 
 import json
+from pathlib import Path
 
 import pytest
 
 from promptyard.errors import UserError
-from promptyard.evaluation import Objectives, PairedComparison
+from promptyard.evaluation import DatasetCard, LoadedDataset, Objectives, PairedComparison
 from promptyard.optimization import (
     BudgetLimits,
     BudgetPlan,
@@ -111,8 +112,11 @@ def test_provenance_and_evidence_of_a_registered_version():
                     "promptyard.candidate_run_id": "c", "promptyard.test_baseline": "0.5000",
                     "promptyard.test_score": "0.6000", "promptyard.test_diff_low": "0.0200"}
     assert commit_message("copro", "intent", c) == "copro on intent: test 0.500 -> 0.600 (95% interval [+0.020, +0.180])"
-    tags, metrics = evidence("intent", 1, 2, "intent", c)
-    assert tags["promptyard.evidence.split"] == "test" and metrics == {"evidence_diff": c.diff, "evidence_diff_low": 0.02}
+    data = LoadedDataset(DatasetCard("intent", ["text"], "label"), Path("/data/intent/data.jsonl"), "abc", {})
+    record = evidence("intent", 1, 2, data, c)
+    assert (record.split, record.dataset, record.dataset_digest, record.n, record.low) == ("test", "intent", "abc", 200,
+                                                                                           0.02)
+    assert record.dataset_path == "/data/intent" and record.tags()["promptyard.evidence.candidate"] == "2"
 
 
 def test_the_result_is_plain_data():

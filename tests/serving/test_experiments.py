@@ -66,7 +66,7 @@ def test_without_an_experiment_assign_serves_the_alias_and_records_nothing(suppo
 
 
 def test_reallocated_weights_keep_units_on_their_first_version(experiments, tmp_path):
-    experiment = experiments.start("support@production", {1: 0.5, 2: 0.5})
+    experiment = experiments.start("support@production", {1: 0.5, 2: 0.5}, thompson=True)
     app = client(tmp_path, ttl=0.0)
     before = {u: app.assign("support@production", f"u{u}").version for u in range(200)}
     experiments.update(experiment.with_weights({1: 0.05, 2: 0.95}))
@@ -74,6 +74,15 @@ def test_reallocated_weights_keep_units_on_their_first_version(experiments, tmp_
     assert all(fresh.assign("support@production", f"u{u}").version == v for u, v in before.items())
     newcomers = [fresh.assign("support@production", f"new{u}").version for u in range(200)]
     assert sum(v == 2 for v in newcomers) > 170
+
+
+def test_a_fixed_split_is_not_reallocated(experiments):
+    from promptyard.errors import PermissionDeniedError
+
+    experiment = experiments.start("support@production", {1: 0.5, 2: 0.5})
+    with pytest.raises(PermissionDeniedError, match="was started with a fixed split"):
+        experiments.update(experiment.with_weights({1: 0.05, 2: 0.95}))
+    assert experiments.get("support@production") == experiment
 
 
 def test_bucket_is_stable_and_uniform():
