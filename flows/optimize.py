@@ -14,6 +14,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.optimize_record import log_scores, open_parent_run, record_result, record_test
 from flows.optimize_tasks import (
+    CandidateFailure,
     LMSpec,
     evaluate_candidate,
     load_data,
@@ -23,10 +24,19 @@ from flows.optimize_tasks import (
     record_evidence,
     register_version,
     score,
+    score_pair,
 )
-from optimizers import CoproSettings, OptimizerChoice, OptimizerSettings, PluginOptimizer, get_optimizer
-from promptyard.errors import BudgetExhausted
-from promptyard.evaluation import load_card, mcnemar, paired_bootstrap, pareto_front, select
+from optimizers import Candidate, CoproSettings, OptimizerChoice, OptimizerSettings, PluginOptimizer, get_optimizer
+from promptyard.errors import BudgetExhausted, TooManyErrorsError
+from promptyard.evaluation import (
+    load_card,
+    mcnemar,
+    paired_bootstrap,
+    paired_scores,
+    pareto_front,
+    refuse_if_errors,
+    select,
+)
 from promptyard.optimization import (
     BudgetLimits,
     BudgetPlan,
@@ -40,6 +50,7 @@ from promptyard.optimization import (
     decide_on_test,
     evidence,
     registered_reason,
+    request_key,
     version_tags,
 )
 from promptyard.registry import PromptRef, Registry
@@ -88,46 +99,51 @@ def optimize_prompt(prompt: str, dataset: str, optimizer: OptimizerChoice = Copr
     check_endpoint(Endpoint.from_settings(settings))
     meter = Budget(budget.calls, budget.tokens, budget.seconds)
     lm = LMSpec(meter.open(), settings.lm_cache, settings.lm_concurrency)
-    optimizer_name = optimizer.name
-    optimizer_params = optimizer.model_dump(exclude={"name"})
-    run_id, run_url = open_parent_run(seed, data, optimizer_name, optimizer_params, search)
+    key = request_key(seed, data.digest, optimizer, search, selection, budget, settings.lm_url, settings.lm_model)
+    run_id, run_url = open_parent_run(seed, data, optimizer.name, optimizer.model_dump(exclude={"name"}), search, key)
     ok = False
     try:
         meter.reserve(plan.held_during_search)
+        clock = time.perf_counter()
         baseline = score.with_options(task_run_name="score baseline · validation")(
             seed.template, seed.generation, validation, data.card, lm, "baseline · validation")
         log_scores(run_id, baseline, "baseline_validation")
+        refuse_if_errors([baseline], settings.max_error_rate, "The seed on validation")
+        plan = plan.measured(len(validation), baseline.prompt_tokens + baseline.completion_tokens,
+                             (time.perf_counter() - clock) * lm.concurrency)
         logger.info("Baseline on validation: %.3f", baseline.accuracy)
 
         proposal = propose(optimizer, seed, data.rows("train", search.limit_train), data.card, lm, search.seed)
         stops = [proposal.stopped] if proposal.stopped else []
-        meter.reserve(plan.held_for_test)  # candidates may now use what the search left, never the test split's
+        meter.reserve(**plan.test_reserve)  # candidates may use what the search left, never the test split's share
         affordable = plan.affordable_candidates(meter.calls, len(proposal.candidates))
         if affordable < len(proposal.candidates):
             stops.append(f"the budget scores {affordable} of {len(proposal.candidates)} candidates on validation")
-        candidates, results, run_ids = score_candidates(proposal.candidates[:affordable], validation, data, lm,
-                                                        run_id, seed, optimizer_params, stops)
+        scored = score_candidates(proposal.candidates[:affordable], validation, data, lm, run_id, key, seed,
+                                  optimizer.model_dump(exclude={"name"}), stops)
         meter.release()
-        objectives = [objectives_of(r) for r in results]
+        ranked = [(i, c, r, rid) for i, (c, r, rid, _) in enumerate(scored, 1) if r is not None]  # failed: not ranked
+        objectives = [objectives_of(r) for _, _, r, _ in ranked]
         verdict = choose_on_validation(baseline.accuracy, objectives, selection, proposed=len(proposal.candidates),
-                                       budget_stopped=bool(stops), test_affordable=meter.can_afford(2 * len(test)))
+                                       budget_stopped=bool(stops), test_affordable=meter.can_afford(
+                                           plan.test_reserve["calls"], tokens=plan.test_reserve["tokens"],
+                                           seconds=plan.test_reserve["seconds"]))
         outcome = {"decision": verdict.reason}
         if verdict.goes_to_test:
-            outcome = test_and_register(seed, candidates[verdict.best], results[verdict.best], baseline,
-                                        run_ids[verdict.best], test, data, lm, optimizer_name, search, run_id)
-        decision = outcome["decision"] + (f" (budget: {'; '.join(stops)})" if stops else "")
+            _, best, best_result, best_run = ranked[verdict.best]
+            outcome = test_and_register(seed, best, best_result, best_run, test, data, lm, optimizer.name, search,
+                                        run_id)
         result = OptimizationResult(
-            prompt=seed.label, dataset=data.card.name, optimizer=optimizer_name,
-            baseline_validation=baseline.accuracy, decision=decision, budget=meter.usage(),
-            candidates=[CandidateSummary(i, c.source, c.details.get("output_format", "free"), c.train_score,
-                                         r.accuracy, o.cost, r.mean_latency_s, rid)
-                        for i, (c, r, o, rid) in enumerate(zip(candidates, results, objectives, run_ids), 1)],
-            cost_usd=settings.cost(meter.prompt_tokens, meter.completion_tokens),
+            prompt=seed.label, dataset=data.card.name, optimizer=optimizer.name,
+            baseline_validation=baseline.accuracy,
+            decision=outcome["decision"] + (f" (budget: {'; '.join(stops)})" if stops else ""), budget=meter.usage(),
+            candidates=summaries(scored), cost_usd=settings.cost(meter.prompt_tokens, meter.completion_tokens),
             duration_s=round(time.perf_counter() - started, 1), parent_run_id=run_id, mlflow_url=run_url,
             flow_run_id=str(runtime.flow_run.id or ""), registered_version=outcome.get("version"),
-            best_candidate=verdict.best + 1 if "test" in outcome else None, test=outcome.get("test"),
-            mcnemar=outcome.get("mcnemar"), pareto_front=[i + 1 for i in pareto_front(objectives)])
-        record_result(result, baseline, results, outcome.get("report"))
+            best_candidate=ranked[verdict.best][0] if "test" in outcome else None,
+            test=outcome.get("test"), mcnemar=outcome.get("mcnemar"),
+            pareto_front=[ranked[i][0] for i in pareto_front(objectives)])
+        record_result(result, baseline, [(i, r) for i, _, r, _ in ranked], outcome.get("report"))
         logger.info(result.decision)
         ok = True
         return result
@@ -136,36 +152,53 @@ def optimize_prompt(prompt: str, dataset: str, optimizer: OptimizerChoice = Copr
         Tracker(settings.tracking_uri).finish(run_id, ok)
 
 
-def score_candidates(candidates, rows, data, lm, run_id, seed, optimizer_params, stops):
-    """Score every candidate on validation, one task each (logged as child runs as they finish)."""
+def score_candidates(candidates, rows, data, lm, run_id, key, seed, optimizer_params, stops) -> list[tuple]:
+    """Every candidate on validation, one task each, logged as child runs as they finish:
+    (candidate, result or None, child run id, why it failed or "")."""
     futures = [evaluate_candidate.with_options(task_run_name=f"candidate {i} · validation").submit(
-        i, c, rows, data.card, lm, run_id, seed, optimizer_params) for i, c in enumerate(candidates, 1)]
-    kept, results, run_ids = [], [], []
+        i, c, rows, data.card, lm, run_id, key, seed, optimizer_params) for i, c in enumerate(candidates, 1)]
+    scored = []
     for candidate, future in zip(candidates, futures, strict=True):
         try:
             result, child = future.result()
         except BudgetExhausted as exc:
             stops.append(f"candidate dropped, {exc}")
             continue
-        kept.append(candidate)
-        results.append(result)
-        run_ids.append(child)
-    return kept, results, run_ids
+        except CandidateFailure as failure:
+            scored.append((candidate, None, failure.run_id, failure.reason))
+            continue
+        Tracker(get_settings().tracking_uri).adopt(child, run_id)  # a resumed run shows the earlier attempt's child
+        scored.append((candidate, result, child, ""))
+    return scored
 
 
-def test_and_register(seed, best, best_validation, baseline, best_run_id, test, data, lm, optimizer_name, search,
+def summaries(scored: list[tuple]) -> list[CandidateSummary]:
+    rows = []
+    for i, (candidate, result, run_id, error) in enumerate(scored, 1):
+        cost = objectives_of(result).cost if result else 0.0
+        rows.append(CandidateSummary(i, candidate.source, candidate.details.get("output_format", "free"),
+                                     candidate.train_score, result.accuracy if result else None, cost,
+                                     result.mean_latency_s if result else 0.0, run_id,
+                                     errors=result.errors if result else 0, error=error))
+    return rows
+
+
+def test_and_register(seed, best, best_validation, best_run_id, test, data, lm, optimizer_name, search,
                       run_id) -> dict:
-    """Score the seed and the best candidate on the test split; register the candidate only on a
-    significant gain. Returns the decision and what it rests on."""
+    """Score the seed and the best candidate on the test split, interleaved; register the candidate
+    only on a significant gain over the examples both answered. Returns the decision and what it rests on."""
     try:
-        seed_test = score.with_options(task_run_name="score baseline · test")(
-            seed.template, seed.generation, test, data.card, lm, "baseline · test")
-        best_test = score.with_options(task_run_name="score best candidate · test")(
-            best.template, best.generation, test, data.card, lm, "best candidate · test")
+        seed_test, best_test = score_pair.with_options(task_run_name="score seed and best candidate · test")(
+            Candidate(seed.template, "seed", generation=seed.generation), best, test, data.card, lm,
+            "seed and best · test")
+        refuse_if_errors([seed_test, best_test], get_settings().max_error_rate, "The test split")
     except BudgetExhausted as exc:
         return {"decision": f"budget spent while scoring the test split ({exc}); nothing registered"}
-    comparison = paired_bootstrap(seed_test.scores, best_test.scores, confidence=search.confidence, seed=search.seed)
-    exact = mcnemar(seed_test.scores, best_test.scores)
+    except TooManyErrorsError as exc:
+        return {"decision": f"refused to decide: {exc} Nothing registered."}
+    before, after = paired_scores(seed_test, best_test)
+    comparison = paired_bootstrap(before, after, confidence=search.confidence, seed=search.seed)
+    exact = mcnemar(before, after)
     record_test(run_id, best_run_id, seed_test, best_test, comparison, exact, best_validation.accuracy)
     decision = decide_on_test(comparison)
     outcome = {"decision": decision.reason, "test": comparison, "mcnemar": exact}

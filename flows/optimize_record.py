@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import socket
+
 from prefect import runtime, task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
@@ -22,11 +25,17 @@ def _tracker() -> Tracker:
 
 @task(cache_policy=NO_CACHE, task_run_name="open the MLflow run", **RETRY)
 def open_parent_run(seed: SeedPrompt, data: LoadedDataset, optimizer: str, optimizer_params: dict,
-                    search: SearchOptions) -> tuple[str, str]:
-    """(run id, URL) of the parent run: the seed, the dataset inputs, the optimizer and its settings."""
+                    search: SearchOptions, request_key: str) -> tuple[str, str]:
+    """(run id, URL) of the parent run: the seed, the dataset inputs, the optimizer and its settings.
+    An earlier attempt at the same optimization whose process is gone is marked failed."""
     tracker = _tracker()
-    run_id = tracker.start_run(f"optimize {seed.name}/v{seed.version} on {data.card.name}",
-                               tags={"promptyard.prompt": seed.name})
+    run_id = tracker.start_run(f"optimize {seed.name}/v{seed.version} on {data.card.name}", tags={
+        "promptyard.prompt": seed.name, "promptyard.request_key": request_key, "promptyard.host": socket.gethostname(),
+        "promptyard.pid": str(os.getpid())})
+    for stale in tracker.search_runs(f"tags.`promptyard.request_key` = '{request_key}' and "
+                                     "attributes.status = 'RUNNING'", max_results=20):
+        if stale.info.run_id != run_id and "mlflow.parentRunId" not in stale.data.tags and _gone(stale):
+            _close_attempt(tracker, stale, run_id)
     tracker.log(run_id, params={
         "prompt": seed.name, "parent_version": seed.version, "seed_template": seed.template, "optimizer": optimizer,
         "seed": search.seed, "confidence": search.confidence, **Endpoint.from_settings().describe(),
@@ -34,6 +43,37 @@ def open_parent_run(seed: SeedPrompt, data: LoadedDataset, optimizer: str, optim
     }, tags={"promptyard.flow_run_id": str(runtime.flow_run.id or "")})
     tracker.log_dataset(run_id, data)
     return run_id, tracker.run_url(run_id)
+
+
+def _gone(run) -> bool:
+    """Whether the process that ran `run` has ended (only knowable on the same host)."""
+    tags = run.data.tags
+    if tags.get("promptyard.host") != socket.gethostname() or not tags.get("promptyard.pid", "").isdigit():
+        return False
+    try:
+        os.kill(int(tags["promptyard.pid"]), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def _close_attempt(tracker: Tracker, run, resumed_by: str) -> None:
+    """An attempt killed before it finished: its MLflow run failed, its Prefect flow run crashed."""
+    tracker.finish(run.info.run_id, False, reason=f"its process ended before the run finished (killed?); resumed by "
+                                                  f"run {resumed_by}")
+    flow_run = run.data.tags.get("promptyard.flow_run_id")
+    if flow_run:
+        try:
+            from prefect.client.orchestration import get_client
+            from prefect.states import Crashed
+
+            with get_client(sync_client=True) as client:
+                client.set_flow_run_state(flow_run, Crashed(message=f"process gone; resumed by MLflow run {resumed_by}"),
+                                          force=True)
+        except Exception:  # the MLflow run is what people read; Prefect's state is a courtesy
+            pass
 
 
 @task(cache_policy=NO_CACHE, task_run_name="log {split}", **RETRY)
@@ -54,16 +94,16 @@ def record_test(run_id: str, best_run_id: str, baseline: ScoreResult, best: Scor
 
 
 @task(cache_policy=NO_CACHE, task_run_name="record the decision", **RETRY)
-def record_result(result: OptimizationResult, baseline: ScoreResult, scored: list[ScoreResult],
+def record_result(result: OptimizationResult, baseline: ScoreResult, scored: list[tuple[int, ScoreResult]],
                   report: dict | None) -> None:
     """Decision, usage and plot on the parent run; the report; the winner linked to the run; a
     table of the candidates on the Prefect flow run."""
     tracker = _tracker()
     run_id = result.parent_run_id
     if scored:
-        points = [objectives_of(r) for r in scored]
-        chosen = result.best_candidate - 1 if result.best_candidate else None
-        figure = pareto_plot(points, [f"c{i}" for i in range(1, len(points) + 1)], baseline=objectives_of(baseline),
+        points = [objectives_of(r) for _, r in scored]
+        chosen = next((k for k, (i, _) in enumerate(scored) if i == result.best_candidate), None)
+        figure = pareto_plot(points, [f"c{i}" for i, _ in scored], baseline=objectives_of(baseline),
                              chosen=chosen, title=f"{result.prompt}: candidates on validation ({result.dataset})")
         tracker.log_figure(run_id, figure, "pareto.png")
         tracker.log(run_id, metrics={"pareto_front_size": len(result.pareto_front)})
@@ -80,5 +120,6 @@ def record_result(result: OptimizationResult, baseline: ScoreResult, scored: lis
     create_table_artifact(
         key="candidates", description=f"Candidates of {result.prompt} on {result.dataset}: {result.decision}",
         table=[{"candidate": c.index, "source": c.source, "output format": c.output_format,
-                "train": c.train_score, "validation": round(c.validation, 4), "latency s": round(c.mean_latency_s, 3),
+                "train": c.train_score, "validation": None if c.failed else round(c.validation, 4),
+                "errors": c.errors, "failed": c.error, "latency s": round(c.mean_latency_s, 3),
                 "cost per example": c.cost_per_example, "MLflow run": c.run_id} for c in result.candidates])

@@ -1,38 +1,75 @@
 """The tasks of the optimize flow. Each takes and returns plain data (dataclasses, rows, settings
 models) and opens what it needs (registry, tracker, LM) inside, so tasks pickle and can run in any
-worker of this process; the run's budget is shared by key."""
+worker of this process; the run's budget is shared by key.
+
+Retries: a task is retried only for a service that is briefly away (MLflow, the endpoint), never
+for a bad input, a spent budget or a bug. Resume: with `PROMPTYARD_RESUME` (the default) the
+expensive tasks are cached by their inputs (what is scored, on which rows, by which model), so
+re-running an optimization after a crash reuses every proposal and score already finished.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import hashlib
+import json
+from dataclasses import asdict, dataclass, is_dataclass
+from datetime import timedelta
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from optimizers import Candidate, OptimizationTask, OptimizerSettings, PluginOptimizer, get_optimizer
-from promptyard.errors import BudgetExhausted, UserError
-from promptyard.evaluation import DatasetCard, LoadedDataset, Objectives, ScoreResult, load_dataset, score_template
+from promptyard.errors import BudgetExhausted, EndpointUnreachableError
+from promptyard.evaluation import (
+    DatasetCard,
+    LoadedDataset,
+    Objectives,
+    ScoreResult,
+    load_dataset,
+    refuse_if_errors,
+    score_templates,
+)
 from promptyard.governance import Evidence, Governance
 from promptyard.optimization import CANDIDATE_ALIAS, SeedPrompt
-from promptyard.registry import GenerationConfig, Registry
-from promptyard.runtime import Budget, Endpoint, Tracker, get_settings, make_lm, scoring_progress
+from promptyard.registry import GenerationConfig, Registry, Template
+from promptyard.runtime import Budget, Endpoint, Tracker, get_settings, is_transient_service_error, make_lm
+from promptyard.runtime import scoring_progress
 
-__all__ = ["LMSpec", "Proposal", "load_seed", "load_data", "score", "propose", "evaluate_candidate",
-           "register_version", "record_evidence", "objectives_of"]
+__all__ = ["LMSpec", "Proposal", "CandidateFailure", "load_seed", "load_data", "score", "score_pair", "propose",
+           "evaluate_candidate", "register_version", "record_evidence", "objectives_of", "RETRY"]
 
 
-def _retry_service_errors(task, task_run, state) -> bool:
-    """Retry transient failures, never a mistake in the input or a spent budget."""
+def _retry_transient(task, task_run, state) -> bool:
     try:
         state.result()
-    except (UserError, BudgetExhausted):
-        return False
-    except Exception:
-        return True
+    except Exception as exc:
+        return is_transient_service_error(exc)
     return False
 
 
-RETRY = {"retries": 2, "retry_delay_seconds": [2, 5], "retry_condition_fn": _retry_service_errors}
+RETRY = {"retries": 2, "retry_delay_seconds": [2, 5], "retry_condition_fn": _retry_transient}
+
+
+def _plain(value):
+    if is_dataclass(value):
+        return asdict(value)
+    if hasattr(value, "model_dump"):
+        return value.model_dump()
+    return str(value)
+
+
+def resumable(*names: str) -> dict:
+    """Task options: cache the result by these parameters, the model and the stores (none with resume off)."""
+
+    def key(context, parameters) -> str | None:
+        settings = get_settings()
+        if not settings.resume:
+            return None
+        material = {"task": context.task.name, "lm": [settings.lm_url, settings.lm_model], "mlflow":
+                    settings.tracking_uri, **{n: parameters[n] for n in names}}
+        return hashlib.sha256(json.dumps(material, default=_plain, sort_keys=True).encode()).hexdigest()
+
+    return {"cache_key_fn": key, "persist_result": True, "cache_expiration": timedelta(days=7)}
 
 
 @dataclass(frozen=True)
@@ -48,11 +85,23 @@ class LMSpec:
         return make_lm(Endpoint.from_settings(settings), cache=self.cache, budget=Budget.find(self.budget_key),
                        **defaults)
 
+    @property
+    def budget(self) -> Budget:
+        return Budget.find(self.budget_key)
+
 
 @dataclass(frozen=True)
 class Proposal:
     candidates: list[Candidate]
     stopped: str | None  # why the search ended early (a spent budget), if it did
+
+
+class CandidateFailure(Exception):
+    """A candidate that could not be scored (after its retries): logged as a failed child run."""
+
+    def __init__(self, reason: str, run_id: str):
+        super().__init__(reason)
+        self.reason, self.run_id = reason, run_id
 
 
 def objectives_of(result: ScoreResult) -> Objectives:
@@ -77,53 +126,80 @@ def load_data(dataset: str, template: str) -> LoadedDataset:
     return data
 
 
-@task(cache_policy=NO_CACHE, **RETRY)
+def _score(arms, rows: list[dict], card: DatasetCard, lm: LMSpec, label: str) -> list[ScoreResult]:
+    with scoring_progress(label, len(rows) * len(arms)) as advance:
+        return score_templates(arms, rows, lm=lm.lm(), metric=card.make_metric(budget=lm.budget),
+                               input_fields=card.input_fields, label_field=card.label_field,
+                               concurrency=lm.concurrency, on_example=advance)
+
+
+@task(**RETRY, **resumable("template", "generation", "rows", "card"))
 def score(template: str, generation: GenerationConfig, rows: list[dict], card: DatasetCard, lm: LMSpec,
           label: str) -> ScoreResult:
     """Score a template on rows, `lm.concurrency` requests at a time, with a progress bar."""
-    with scoring_progress(label, len(rows)) as advance:
-        return score_template(template, rows, lm=lm.lm(**generation.request_kwargs()), metric=card.make_metric(),
-                              input_fields=card.input_fields, label_field=card.label_field, generation=generation,
-                              concurrency=lm.concurrency, on_example=advance)
+    return _score([(template, generation)], rows, card, lm, label)[0]
 
 
-@task(cache_policy=NO_CACHE, task_run_name="propose with {settings.name}")
+@task(**RETRY, **resumable("seed", "best", "rows", "card"))
+def score_pair(seed: Candidate, best: Candidate, rows: list[dict], card: DatasetCard, lm: LMSpec,
+               label: str) -> tuple[ScoreResult, ScoreResult]:
+    """The seed and the best candidate on the same rows, requests interleaved row by row."""
+    first, second = _score([(seed.template, seed.generation), (best.template, best.generation)], rows, card, lm, label)
+    return first, second
+
+
+@task(task_run_name="propose with {settings.name}", **resumable("settings", "seed", "train", "card", "random_seed"))
 def propose(settings: OptimizerSettings | PluginOptimizer, seed: SeedPrompt, train: list[dict], card: DatasetCard,
             lm: LMSpec, random_seed: int) -> Proposal:
     """The optimizer's candidates; the search runs on the training rows only."""
-    from promptyard.registry import Template
-
     optimizer = get_optimizer(settings)
-    budget = Budget.find(lm.budget_key)
     opt_task = OptimizationTask(
         seed=Template.parse(seed.template), trainset=train, input_fields=card.input_fields,
-        label_field=card.label_field, metric=card.make_metric(), generation=seed.generation, labels=card.labels,
-        proposer_style="plain" if get_settings().plain_proposer else "standard", random_seed=random_seed,
-        budget=budget)
+        label_field=card.label_field, metric=card.make_metric(budget=lm.budget), generation=seed.generation,
+        labels=card.labels, proposer_style="plain" if get_settings().plain_proposer else "standard",
+        random_seed=random_seed, budget=lm.budget)
     candidates = optimizer.propose(opt_task, task_lm=lm.lm(**seed.generation.request_kwargs()),
                                    proposer_lm=lm.lm(max_tokens=256))
     return Proposal(candidates, optimizer.stopped)
 
 
-@task(cache_policy=NO_CACHE, **RETRY)
+@task(**RETRY, **resumable("candidate", "rows", "card", "request_key"))
 def evaluate_candidate(index: int, candidate: Candidate, rows: list[dict], card: DatasetCard, lm: LMSpec,
-                       parent_run_id: str, seed: SeedPrompt, optimizer_params: dict) -> tuple[ScoreResult, str]:
-    """Score one candidate on validation and log it as a child run (while others are still scoring)."""
-    result = score.fn(candidate.template, candidate.generation, rows, card, lm, f"candidate {index} · validation")
+                       parent_run_id: str, request_key: str, seed: SeedPrompt,
+                       optimizer_params: dict) -> tuple[ScoreResult, str]:
+    """Score one candidate on validation and log it as a child run (while others are still scoring).
+    A candidate that cannot be scored ends as a failed child run, with its reason. One child run per
+    candidate of an optimization, however often a task is retried or the run resumed."""
     settings = get_settings()
     tracker = Tracker(settings.tracking_uri, settings.experiment)
-    run_id = tracker.start_run(f"candidate-{index}", parent_id=parent_run_id)
+    run_id = tracker.child_run(parent_run_id, f"candidate-{index}", tags={
+        "promptyard.candidate_key": _key(candidate), "promptyard.request_key": request_key})
     tracker.log(run_id, params={
         "template": candidate.template, "optimizer": candidate.source,
         "output_format": candidate.details.get("output_format", "free"),
         "response_format": candidate.generation.response_format, "parent_prompt": seed.name,
-        "parent_version": seed.version, **{f"optimizer.{k}": v for k, v in optimizer_params.items()},
-    }, metrics={"validation_cost_per_example": objectives_of(result).cost,
-                **({"train_score": candidate.train_score} if candidate.train_score is not None else {})})
-    tracker.log_score(run_id, result, split="validation")
+        "parent_version": seed.version, **{f"optimizer.{k}": v for k, v in optimizer_params.items()}})
     tracker.log_text(run_id, candidate.template, "template.txt")
+    try:
+        result = _score([(candidate.template, candidate.generation)], rows, card, lm,
+                        f"candidate {index} · validation")[0]
+        tracker.log_score(run_id, result, split="validation")
+        refuse_if_errors([result], settings.max_error_rate, f"Candidate {index} on validation")
+    except (BudgetExhausted, EndpointUnreachableError) as exc:
+        tracker.finish(run_id, False, reason=str(exc))
+        raise
+    except Exception as exc:  # scored as failed, and the run goes on
+        tracker.finish(run_id, False, reason=f"{type(exc).__name__}: {exc}")
+        raise CandidateFailure(f"{type(exc).__name__}: {exc}", run_id) from None
+    tracker.log(run_id, metrics={"validation_cost_per_example": objectives_of(result).cost,
+                                 **({"train_score": candidate.train_score} if candidate.train_score is not None else {})})
     tracker.finish(run_id)
     return result, run_id
+
+
+def _key(candidate: Candidate) -> str:
+    return hashlib.sha256(json.dumps([candidate.template, asdict(candidate.generation)], sort_keys=True).encode()
+                          ).hexdigest()[:32]
 
 
 @task(cache_policy=NO_CACHE, task_run_name="register the winner", **RETRY)

@@ -14,7 +14,8 @@
     ├── ServiceError                   acts = "service": a service the run needs is not there
     │   ├── EndpointUnreachableError   the LLM endpoint does not answer
     │   ├── TrackingUnavailableError   the MLflow tracking server does not answer
-    │   └── OrchestratorUnavailableError  the Prefect API does not answer
+    │   ├── OrchestratorUnavailableError  the Prefect API does not answer
+    │   └── TooManyErrorsError         too many requests failed after their retries to decide honestly
     └── AuditTamperedError             acts = "service": the audit log's hash chain is broken
 
 `acts` tells a caller (and the CLI's exit code) who must act: the user changes an input; an
@@ -41,6 +42,7 @@ __all__ = [
     "EndpointUnreachableError",
     "TrackingUnavailableError",
     "OrchestratorUnavailableError",
+    "TooManyErrorsError",
     "AuditTamperedError",
 ]
 
@@ -107,6 +109,10 @@ class TrackingUnavailableError(ServiceError):
 
 class OrchestratorUnavailableError(ServiceError):
     """The Prefect API does not answer."""
+
+
+class TooManyErrorsError(ServiceError):
+    """More requests failed (after their retries) than a comparison tolerates; errors are never scored."""
 
 
 class AuditTamperedError(PromptyardError):

@@ -12,6 +12,7 @@ _SESSION_DIR = Path(tempfile.mkdtemp(prefix="promptyard-tests-"))
 os.environ["PROMPTYARD_HOME"] = str(_SESSION_DIR / "home")
 os.environ["DSPY_CACHEDIR"] = str(_SESSION_DIR / "dspy_cache")
 os.environ["PROMPTYARD_LM_CACHE"] = "false"
+os.environ["PROMPTYARD_RESUME"] = "false"  # resume (task caching) is tested where it is meant
 os.environ.pop("PREFECT_API_URL", None)
 (_SESSION_DIR / "home" / "prefect").mkdir(parents=True)
 

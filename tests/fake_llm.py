@@ -9,14 +9,41 @@ Behaviour, by the user message it receives:
   At temperature ≥ 1 (sampling) without `magic_word`, answers vary from request to request.
   With a `response_format`, the answer comes wrapped as JSON `{"label": ...}`.
 Every request is recorded in `requests`.
+
+Faults, for fault tests and `bench/faults.py`: `Faults(rate=0.2, seed=1)` fails a seeded share of
+requests with a 429 carrying Retry-After, a 500, a hang longer than the client waits, or a 200
+whose body is not JSON; `burst(kind, n)` fails the next n requests with one kind. Each fault
+served is counted in `faults_served`.
 """
 
 from __future__ import annotations
 
 import json
+import random
 import threading
 import time
+from collections import Counter
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+FAULT_KINDS = ("429", "500", "timeout", "malformed")
+
+
+@dataclass
+class Faults:
+    rate: float = 0.2
+    kinds: tuple[str, ...] = FAULT_KINDS
+    seed: int = 0
+    retry_after_s: float = 0.1  # what a 429 asks the client to wait
+    hang_s: float = 3.0  # how long a "timeout" request hangs (set the client's timeout below it)
+    task_only: bool = True  # leave proposer and judge requests alone
+    _rng: random.Random = field(init=False, repr=False)
+
+    def __post_init__(self):
+        self._rng = random.Random(self.seed)
+
+    def draw(self) -> str | None:
+        return self._rng.choice(self.kinds) if self._rng.random() < self.rate else None
 
 PROPOSER_MARKERS = ("Rewrite the instruction", "Below are instructions", "Here are instructions", "Improve the instruction")
 
@@ -24,12 +51,15 @@ PROPOSER_MARKERS = ("Rewrite the instruction", "Below are instructions", "Here a
 class FakeLLM:
     def __init__(self, proposal: str = "Read the review carefully. Answer positive or negative.",
                  magic_word: str = "carefully", default_answer: str = "positive", fail_status: int | None = None,
-                 latency_s: float = 0.0):
+                 latency_s: float = 0.0, faults: Faults | None = None):
         self.proposal = proposal
         self.magic_word = magic_word
         self.default_answer = default_answer
         self.fail_status = fail_status
         self.latency_s = latency_s  # simulated time per request (requests overlap)
+        self.faults = faults
+        self.faults_served: Counter = Counter()
+        self._bursts: list[str] = []
         self.requests: list[dict] = []
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
@@ -48,6 +78,19 @@ class FakeLLM:
     def __exit__(self, *exc) -> None:
         self._server.shutdown()
         self._server.server_close()
+
+    def burst(self, kind: str, n: int) -> None:
+        """Fail the next `n` requests with `kind` (429, 500, timeout, malformed)."""
+        with self._lock:
+            self._bursts.extend([kind] * n)
+
+    def _fault_for(self, request: dict) -> str | None:
+        with self._lock:
+            if self._bursts:
+                return self._bursts.pop(0)
+            if self.faults is None or (self.faults.task_only and self.kind(request) != "task"):
+                return None
+            return self.faults.draw()
 
     def chat_requests(self, kind: str | None = None) -> list[dict]:
         reqs = [r for r in self.requests if "messages" in r]
@@ -91,11 +134,37 @@ class FakeLLM:
 
             def _send(self, status: int, body: dict) -> None:
                 data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                try:
+                    self.send_response(status)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                except (BrokenPipeError, ConnectionResetError):  # the client gave up (a timeout fault)
+                    pass
+
+            def _fault(self, kind: str) -> None:
+                if kind == "429":
+                    wait = fake.faults.retry_after_s if fake.faults else 0.1
+                    data = json.dumps({"error": {"message": "rate limited", "type": "rate_limit"}}).encode()
+                    self.send_response(429)
+                    self.send_header("Retry-After", f"{wait:g}")
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                elif kind == "500":
+                    self._send(500, {"error": {"message": "internal error", "type": "server_error"}})
+                elif kind == "timeout":
+                    time.sleep(fake.faults.hang_s if fake.faults else 3.0)
+                    self._send(500, {"error": {"message": "too late", "type": "server_error"}})
+                else:  # malformed: a 200 whose body is not JSON
+                    data = b'{"id": "chatcmpl-broken", "choices": [{"message": '
+                    self.send_response(200)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
 
             def do_GET(self):
                 if self.path.rstrip("/").endswith("/models"):
@@ -112,6 +181,12 @@ class FakeLLM:
                     time.sleep(fake.latency_s)
                 if fake.fail_status:
                     self._send(fake.fail_status, {"error": {"message": "fake failure", "type": "server_error"}})
+                    return
+                fault = fake._fault_for(request)
+                if fault:
+                    with fake._lock:
+                        fake.faults_served[fault] += 1
+                    self._fault(fault)
                     return
                 n = int(request.get("n") or 1)
                 content = fake.answer(request)

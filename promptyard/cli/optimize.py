@@ -53,7 +53,11 @@ def print_result(result, prefect_url: str) -> None:
     click.echo(f"  baseline on validation: {result.baseline_validation:.3f}")
     for c in result.candidates:
         train = f"train {c.train_score:.3f}  " if c.train_score is not None else ""
-        click.echo(f"  candidate {c.index}: {train}validation {c.validation:.3f}")
+        if c.failed:
+            click.echo(f"  candidate {c.index}: failed ({c.error[:160]})")
+        else:
+            errors = f"  ({c.errors} request(s) failed, not scored)" if c.errors else ""
+            click.echo(f"  candidate {c.index}: {train}validation {c.validation:.3f}{errors}")
     if result.test is not None:
         t = result.test
         click.echo(f"  test split (n={t.n}): baseline {t.baseline:.3f}, best (candidate {result.best_candidate}) "

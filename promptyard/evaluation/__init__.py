@@ -19,7 +19,14 @@ from promptyard.evaluation.metric_catalog import METRICS, get_metric
 from promptyard.evaluation.metrics import Metric
 from promptyard.evaluation.report import optimization_report
 from promptyard.evaluation.runs import SPLITS, VersionScorer, evaluate_prompt
-from promptyard.evaluation.scoring import ExampleResult, ScoreResult, score_template
+from promptyard.evaluation.scoring import (
+    ExampleResult,
+    ScoreResult,
+    paired_scores,
+    refuse_if_errors,
+    score_template,
+    score_templates,
+)
 from promptyard.evaluation.selection import SELECTIONS, Objectives, pareto_front, pareto_plot, select
 from promptyard.evaluation.stats import McNemar, PairedComparison, is_binary, mcnemar, mean_interval, paired_bootstrap
 
@@ -49,6 +56,9 @@ __all__ = [
     "paired_bootstrap",
     "pareto_front",
     "pareto_plot",
+    "refuse_if_errors",
+    "paired_scores",
     "score_template",
+    "score_templates",
     "select",
 ]

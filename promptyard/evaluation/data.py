@@ -46,9 +46,9 @@ class DatasetCard:
     source: str = ""
     license: str = ""
 
-    def make_metric(self) -> Metric:
-        """The card's metric, with its options and the label set."""
-        return get_metric(self.metric, self.labels, **self.metric_options)
+    def make_metric(self, budget=None) -> Metric:
+        """The card's metric, with its options and the label set (a judge charges `budget`)."""
+        return get_metric(self.metric, self.labels, budget=budget, **self.metric_options)
 
 
 @dataclass(frozen=True)

@@ -39,6 +39,7 @@ class LLMJudge(Metric):
     scale: int = 5
     model: str | None = None
     labels: list[str] = field(default_factory=list)
+    budget: Any = field(default=None, repr=False)  # the run's Budget: the judge's requests count too
     name: str = "llm_judge"
     _lm: Any = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -59,7 +60,7 @@ class LLMJudge(Metric):
                 endpoint = Endpoint.from_settings(settings)
                 if self.model:
                     endpoint = Endpoint(endpoint.base_url, self.model, endpoint.api_key, endpoint.timeout)
-                self._lm = make_lm(endpoint, cache=settings.lm_cache, max_tokens=8)
+                self._lm = make_lm(endpoint, cache=settings.lm_cache, budget=self.budget, max_tokens=8)
             return self._lm
 
     def grade(self, reply: str, gold: str) -> tuple[float, str]:

@@ -64,11 +64,12 @@ def _load_function(path: str) -> Callable[[str, str], float]:
     return function
 
 
-def get_metric(name: str, labels: Sequence[str] = (), **options: Any) -> Metric:
-    """A metric by name (or a user function by dotted path), given the dataset's label set."""
+def get_metric(name: str, labels: Sequence[str] = (), *, budget=None, **options: Any) -> Metric:
+    """A metric by name (or a user function by dotted path), given the dataset's label set. A judge
+    charges its requests to `budget`."""
     if name == "llm_judge":
         try:
-            return LLMJudge(labels=list(labels), **options)
+            return LLMJudge(labels=list(labels), budget=budget, **options)
         except TypeError:
             raise UserError(f"Metric 'llm_judge' takes rubric, scale and model; got {sorted(options)}.") from None
     if name in METRICS:

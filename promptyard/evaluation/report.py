@@ -12,6 +12,8 @@ __all__ = ["optimization_report"]
 def _examples(baseline: ScoreResult, best: ScoreResult, fixed: bool, limit: int) -> list[str]:
     rows = []
     for b, c in zip(baseline.examples, best.examples, strict=True):
+        if b.score is None or c.score is None:  # an error is not an answer: neither fixed nor broken
+            continue
         if (b.score < c.score) if fixed else (b.score > c.score):
             rows.append(f"| {str(b.inputs)[:90]} | {b.gold} | {b.prediction or '∅'} | {c.prediction or '∅'} |")
     head = ["| input | gold | baseline | candidate |", "|---|---|---|---|"]

@@ -10,7 +10,7 @@ from typing import Any
 
 from promptyard.errors import UserError
 from promptyard.evaluation.data import LoadedDataset, load_dataset
-from promptyard.evaluation.scoring import ScoreResult, score_template
+from promptyard.evaluation.scoring import ScoreResult, refuse_if_errors, score_templates
 from promptyard.evaluation.stats import mean_interval
 from promptyard.registry import Registry
 from promptyard.runtime import Endpoint, Settings, Tracker, check_endpoint, make_lm, scoring_progress
@@ -40,17 +40,21 @@ class VersionScorer:
         self.data.check_template(self.registry.template_text(version))
         return version
 
-    def score(self, version) -> ScoreResult:
+    def score(self, *versions) -> list[ScoreResult]:
+        """Score the versions on the split, requests interleaved example by example; refuse when more
+        requests failed (after retries) than the error budget allows."""
         check_endpoint(self.endpoint)
         card = self.data.card
-        with scoring_progress(f"{version.name}/{version.version} · {self.split}", len(self.rows)) as advance:
-            return score_template(
-                self.registry.template_text(version), self.rows,
+        label = " vs ".join(f"{v.name}/{v.version}" for v in versions)
+        with scoring_progress(f"{label} · {self.split}", len(self.rows) * len(versions)) as advance:
+            results = score_templates(
+                [(self.registry.template_text(v), self.registry.generation(v)) for v in versions], self.rows,
                 lm=make_lm(self.endpoint, cache=self.settings.lm_cache), input_fields=card.input_fields,
-                metric=self.data.metric(), label_field=card.label_field,
-                generation=self.registry.generation(version), concurrency=self.settings.lm_concurrency,
+                metric=self.data.metric(), label_field=card.label_field, concurrency=self.settings.lm_concurrency,
                 on_example=advance,
             )
+        refuse_if_errors(results, self.settings.max_error_rate, f"Scoring {label} on {card.name} {self.split}")
+        return results
 
     def start_run(self, name: str, kind: str, prompt: str) -> tuple[Tracker, str]:
         tracker = Tracker(self.settings.tracking_uri, self.settings.experiment)
@@ -64,8 +68,8 @@ def evaluate_prompt(settings: Settings, ref: str, dataset: str, *, split: str = 
     """Score the version `ref` points to; returns the metrics with a bootstrap interval."""
     scorer = VersionScorer(settings, dataset, split, limit)
     version = scorer.version(ref)
-    result = scorer.score(version)
-    mean, low, high = mean_interval(result.scores, confidence=confidence)
+    result, = scorer.score(version)
+    mean, low, high = mean_interval(result.answered, confidence=confidence)
     tracker, run_id = scorer.start_run(f"eval {version.name}/v{version.version} on {scorer.data.card.name} {split}",
                                        "evaluation", version.name)
     tracker.log(run_id, params={"prompt": version.name, "version": version.version,

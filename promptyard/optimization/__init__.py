@@ -18,7 +18,7 @@ from promptyard.optimization.decision import (
 )
 from promptyard.optimization.options import BudgetLimits, SearchOptions, SelectionOptions, checked
 from promptyard.optimization.plan import BudgetPlan
-from promptyard.optimization.provenance import commit_message, evidence, version_tags
+from promptyard.optimization.provenance import commit_message, evidence, request_key, version_tags
 from promptyard.optimization.result import CandidateSummary, OptimizationResult, SeedPrompt
 
 __all__ = [
@@ -39,5 +39,6 @@ __all__ = [
     "evidence",
     "interval",
     "registered_reason",
+    "request_key",
     "version_tags",
 ]

@@ -20,6 +20,21 @@ class BudgetPlan:
     max_calls: int | None
     validation: int  # examples per validation scoring
     test: int  # examples per test scoring
+    tokens_per_request: float = 0.0  # measured on the baseline, to hold back tokens and time like calls
+    seconds_per_request: float = 0.0
+
+    def measured(self, requests: int, tokens: int, seconds: float) -> BudgetPlan:
+        """The same plan, with what one request costs as measured (on the baseline's validation scoring)."""
+        from dataclasses import replace
+
+        return replace(self, tokens_per_request=tokens / max(1, requests), seconds_per_request=seconds / max(1, requests))
+
+    @property
+    def test_reserve(self) -> dict:
+        """What scoring both prompts on the test split is expected to take: calls, tokens, seconds."""
+        requests = 2 * self.test
+        return {"calls": requests, "tokens": int(requests * self.tokens_per_request),
+                "seconds": requests * self.seconds_per_request}
 
     @property
     def minimum_calls(self) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from promptyard.evaluation import LoadedDataset, PairedComparison
 from promptyard.governance import Evidence
 
-__all__ = ["version_tags", "commit_message", "evidence"]
+__all__ = ["version_tags", "commit_message", "evidence", "request_key"]
 
 
 def version_tags(*, parent_version: int, optimizer: str, dataset: str, dataset_digest: str, seed: int,
@@ -34,3 +34,16 @@ def evidence(prompt: str, parent_version: int, new_version: int, data: LoadedDat
                     dataset=data.card.name, dataset_digest=data.digest, metric=data.card.metric, n=comparison.n,
                     confidence=comparison.confidence, diff=comparison.diff, low=comparison.low, high=comparison.high,
                     dataset_path=str(data.path.parent))
+
+
+def request_key(*parts) -> str:
+    """One optimization's identity (seed, data, optimizer, options, model): the same inputs, the same key,
+    so a re-run after a crash finds what the earlier attempt finished."""
+    import hashlib
+    import json
+    from dataclasses import asdict, is_dataclass
+
+    def plain(value):
+        return asdict(value) if is_dataclass(value) else value.model_dump() if hasattr(value, "model_dump") else str(value)
+
+    return hashlib.sha256(json.dumps(parts, default=plain, sort_keys=True).encode()).hexdigest()[:32]

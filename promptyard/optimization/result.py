@@ -32,10 +32,16 @@ class CandidateSummary:
     source: str
     output_format: str
     train_score: float | None
-    validation: float
+    validation: float | None  # None when it could not be scored (see `error`)
     cost_per_example: float
     mean_latency_s: float
     run_id: str
+    errors: int = 0  # requests that failed after their retries (never scored)
+    error: str = ""  # why the candidate failed, if it did
+
+    @property
+    def failed(self) -> bool:
+        return bool(self.error)
 
 
 @dataclass

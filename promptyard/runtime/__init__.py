@@ -7,12 +7,13 @@ runs), progress bars, SQL engines for promptyard's own tables, and the local sta
 """
 
 from promptyard.runtime.budget import Budget, BudgetUsage
-from promptyard.runtime.endpoint import Endpoint, check_endpoint, is_transport_error, make_lm
+from promptyard.runtime.endpoint import Endpoint, check_endpoint, is_transient, is_transport_error, make_lm
 from promptyard.runtime.health import require_answer
 from promptyard.runtime.progress import scoring_progress
 from promptyard.runtime.settings import BUNDLED_MODEL, Settings, apply_offline_env, get_settings
 from promptyard.runtime.sqlstore import engine_for
 from promptyard.runtime.tracking import Tracker
+from promptyard.runtime.transient import is_transient_service_error
 
 __all__ = [
     "BUNDLED_MODEL",
@@ -25,6 +26,8 @@ __all__ = [
     "check_endpoint",
     "engine_for",
     "get_settings",
+    "is_transient",
+    "is_transient_service_error",
     "is_transport_error",
     "make_lm",
     "require_answer",

@@ -46,6 +46,8 @@ class Budget:
     completion_tokens: int = 0
     cached: int = 0
     reserved: int = 0  # calls held back for a later phase
+    reserved_tokens: int = 0  # tokens held back for it
+    reserved_seconds: float = 0.0  # and seconds
     started: float = field(default_factory=time.monotonic)
     _in_flight: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -64,21 +66,25 @@ class Budget:
     def elapsed(self) -> float:
         return time.monotonic() - self.started
 
-    def reserve(self, calls: int) -> None:
-        self.reserved = max(0, int(calls))
+    def reserve(self, calls: int, *, tokens: int = 0, seconds: float = 0.0) -> None:
+        """Hold back calls, tokens and seconds for a later phase (the test split) from what comes before it."""
+        self.reserved, self.reserved_tokens, self.reserved_seconds = max(0, int(calls)), max(0, int(tokens)), \
+            max(0.0, float(seconds))
 
     def release(self) -> None:
-        self.reserved = 0
+        self.reserved, self.reserved_tokens, self.reserved_seconds = 0, 0, 0.0
 
     def spent_reason(self, extra_calls: int = 0) -> str | None:
         """Why no further request may go out now (None: it may)."""
         if self.max_calls is not None and self.calls + self._in_flight + extra_calls >= self.max_calls - self.reserved:
             held = f", {self.reserved} held back for scoring" if self.reserved else ""
             return f"{self.calls} of {self.max_calls} LM calls used{held}"
-        if self.max_tokens is not None and self.tokens >= self.max_tokens:
-            return f"{self.tokens} of {self.max_tokens} tokens used"
-        if self.max_seconds is not None and self.elapsed >= self.max_seconds:
-            return f"{self.elapsed:.0f} of {self.max_seconds:g} seconds used"
+        if self.max_tokens is not None and self.tokens >= self.max_tokens - self.reserved_tokens:
+            held = f", {self.reserved_tokens} held back for scoring" if self.reserved_tokens else ""
+            return f"{self.tokens} of {self.max_tokens} tokens used{held}"
+        if self.max_seconds is not None and self.elapsed >= self.max_seconds - self.reserved_seconds:
+            held = f", {self.reserved_seconds:.0f} held back for scoring" if self.reserved_seconds else ""
+            return f"{self.elapsed:.0f} of {self.max_seconds:g} seconds used{held}"
         return None
 
     def start_call(self, requests: int = 1) -> None:
@@ -102,9 +108,11 @@ class Budget:
                 self.prompt_tokens += prompt_tokens
                 self.completion_tokens += completion_tokens
 
-    def can_afford(self, calls: int) -> bool:
-        """Whether `calls` more requests fit in the call budget (ignoring the reserve)."""
-        return self.max_calls is None or self.calls + calls <= self.max_calls
+    def can_afford(self, calls: int, *, tokens: int = 0, seconds: float = 0.0) -> bool:
+        """Whether `calls` more requests (about `tokens` tokens, `seconds` s) fit, ignoring the reserve."""
+        return ((self.max_calls is None or self.calls + calls <= self.max_calls)
+                and (self.max_tokens is None or self.tokens + tokens <= self.max_tokens)
+                and (self.max_seconds is None or self.elapsed + seconds <= self.max_seconds))
 
     def usage(self) -> BudgetUsage:
         return BudgetUsage(self.calls, self.tokens, self.prompt_tokens, self.completion_tokens, self.cached,

@@ -17,7 +17,7 @@ from pydantic import SecretStr
 from promptyard.errors import EndpointUnreachableError
 from promptyard.runtime.settings import Settings, get_settings
 
-__all__ = ["Endpoint", "check_endpoint", "make_lm", "is_transport_error"]
+__all__ = ["Endpoint", "check_endpoint", "make_lm", "is_transport_error", "is_transient"]
 
 
 @dataclass(frozen=True)
@@ -55,30 +55,68 @@ def check_endpoint(endpoint: Endpoint, timeout: float = 5.0) -> None:
         )
 
 
-def make_lm(endpoint: Endpoint, *, cache: bool = True, budget=None, **defaults: Any):
-    """A `dspy.LM` on the endpoint (temperature 0 unless given); every request charged to `budget`."""
-    import dspy
+def make_lm(endpoint: Endpoint, *, cache: bool = True, budget=None, attempts: int | None = None, **defaults: Any):
+    """A `dspy.LM` on the endpoint (temperature 0 unless given). Each HTTP attempt — a first try or
+    a retry — goes through `budget` when given; transient failures are retried (see `MeteredLM`)."""
+    from promptyard.runtime.settings import get_settings
 
     defaults.setdefault("temperature", 0.0)
     defaults.setdefault("max_tokens", 256)
-    lm_class = dspy.LM if budget is None else _budgeted_lm_class()
-    lm = lm_class(f"openai/{endpoint.model}", api_base=endpoint.base_url, api_key=endpoint.api_key.get_secret_value(),
-                  cache=cache, num_retries=2, timeout=endpoint.timeout, **defaults)
-    if budget is not None:
-        lm.budget = budget  # shared by reference with the copies DSPy optimizers make
+    lm = _metered_lm_class()(f"openai/{endpoint.model}", api_base=endpoint.base_url,
+                             api_key=endpoint.api_key.get_secret_value(), cache=cache, num_retries=0,
+                             timeout=endpoint.timeout, **defaults)
+    lm.budget = budget  # shared by reference with the copies DSPy optimizers make
+    lm.attempts = attempts or get_settings().lm_attempts
     return lm
 
 
+def is_transient(exc: BaseException) -> bool:
+    """Worth another attempt: rate limits, timeouts, 5xx, broken connections (DSPy's classification),
+    and a response body that did not parse. A bad request, a refused key or a bug is not."""
+    from dspy.utils.exceptions import LMProviderError, is_retryable_lm_error
+
+    if is_retryable_lm_error(exc):
+        return True
+    return isinstance(exc, LMProviderError) and getattr(exc, "status", None) == 200  # a success whose body is broken
+
+
+class _RetryAfterOrJitter:
+    """Wait what the server asked for (Retry-After), else exponential backoff with jitter."""
+
+    def __init__(self, cap: float = 60.0):
+        from tenacity import wait_exponential_jitter
+
+        self.cap, self.backoff = cap, wait_exponential_jitter(initial=0.5, max=cap, jitter=0.5)
+
+    def __call__(self, retry_state) -> float:
+        exc = retry_state.outcome.exception() if retry_state.outcome else None
+        hint = getattr(exc, "retry_after", None)
+        if isinstance(hint, int | float) and 0 <= hint < float("inf"):
+            return min(float(hint), self.cap)
+        return self.backoff(retry_state)
+
+
 @lru_cache(maxsize=1)
-def _budgeted_lm_class():
+def _metered_lm_class():
     import dspy
 
-    class BudgetedLM(dspy.LM):
-        """A dspy.LM whose requests are charged to a `Budget` (cache hits are free)."""
+    class MeteredLM(dspy.LM):
+        """A dspy.LM whose HTTP attempts are each charged to a `Budget` (cache hits are free), with
+        transient failures retried by tenacity: `attempts` in all, Retry-After honoured."""
 
         budget = None
+        attempts = 6
 
         def forward(self, *args, **kwargs):
+            from tenacity import Retrying, retry_if_exception, stop_after_attempt
+
+            retrying = Retrying(stop=stop_after_attempt(max(1, self.attempts)), wait=_RetryAfterOrJitter(),
+                                retry=retry_if_exception(is_transient), reraise=True)
+            return retrying(self._attempt, *args, **kwargs)
+
+        def _attempt(self, *args, **kwargs):
+            if self.budget is None:
+                return super().forward(*args, **kwargs)
             requests = int(kwargs.get("n") or self.kwargs.get("n") or 1)  # DSPy sends n completions as n requests
             self.budget.start_call(requests)
             response = None
@@ -92,11 +130,11 @@ def _budgeted_lm_class():
                                      prompt_tokens=int(usage.get("prompt_tokens", 0) or 0),
                                      completion_tokens=int(usage.get("completion_tokens", 0) or 0))
 
-    return BudgetedLM
+    return MeteredLM
 
 
 def is_transport_error(exc: BaseException) -> bool:
-    """True when the request never reached a working endpoint (refused, DNS, timeout)."""
-    from dspy.utils.exceptions import LMTimeoutError, LMTransportError
+    """True when the request never reached a working endpoint (refused, reset, DNS)."""
+    from dspy.utils.exceptions import LMTransportError
 
-    return isinstance(exc, LMTransportError | LMTimeoutError)
+    return isinstance(exc, LMTransportError)

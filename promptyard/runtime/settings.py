@@ -28,6 +28,10 @@ _OFFLINE_ENV = {
     "HF_DATASETS_OFFLINE": "1",
     "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",
     "TOKENIZERS_PARALLELISM": "false",
+    # MLflow's client retries a dead server for minutes by default: bound it (1 + 2 + 4 s, 30 s a request)
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
 }
 
 
@@ -51,6 +55,12 @@ class Settings(BaseSettings):
         '\'{"gpt-4o-mini": [0.15, 0.6]}\'. Models not listed (the bundled one) cost 0.',
     )
     lm_cache: bool = Field(True, description="Answer repeated requests from DSPy's disk cache.")
+    resume: bool = Field(True, description="Re-running an optimization with the same inputs reuses the proposals and "
+                         "scores an earlier (killed) attempt finished, instead of asking the LM again.")
+    lm_attempts: int = Field(6, ge=1, le=20, description="HTTP attempts per LM request: transient failures (429 "
+                             "with its Retry-After, 5xx, timeouts, broken bodies) are retried with backoff and jitter.")
+    max_error_rate: float = Field(0.02, ge=0, lt=1, description="Share of requests that may still fail after their "
+                                  "retries before a comparison refuses to decide (errors are never scored).")
     lm_concurrency: int = Field(4, ge=1, le=256, description="Concurrent requests when scoring.")
     llm_port: int = Field(8089, ge=1, le=65535, description="Port of the bundled LLM server.")
     llm_slots: int = Field(4, ge=1, le=64, description="Parallel slots of the bundled LLM server.")

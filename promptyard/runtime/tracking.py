@@ -121,7 +121,24 @@ class Tracker:
         current = self.get_run(run_id).data.tags.get(TraceTagKey.LINKED_PROMPTS)
         self._client.set_tag(run_id, TraceTagKey.LINKED_PROMPTS, update_linked_prompts_tag(current, [prompt]))
 
-    def finish(self, run_id: str, ok: bool = True) -> None:
+    def child_run(self, parent_id: str, name: str, *, tags: dict[str, str]) -> str:
+        """The child run that carries these tags (an earlier attempt's, adopted by `parent_id` and
+        reopened), or a new one: retries and resumed runs make no duplicates."""
+        found = self.search_runs(" and ".join(f"tags.`{k}` = '{v}'" for k, v in tags.items()), max_results=1)
+        if not found:
+            return self.start_run(name, parent_id=parent_id, tags=tags)
+        run_id = found[0].info.run_id
+        self.adopt(run_id, parent_id)
+        self._client.update_run(run_id, status="RUNNING")
+        return run_id
+
+    def adopt(self, run_id: str, parent_id: str) -> None:
+        """Show `run_id` under `parent_id` in the MLflow UI."""
+        self._client.set_tag(run_id, "mlflow.parentRunId", parent_id)
+
+    def finish(self, run_id: str, ok: bool = True, *, reason: str | None = None) -> None:
+        if reason:
+            self._client.set_tag(run_id, "promptyard.failure", _param(reason))
         self._client.set_terminated(run_id, "FINISHED" if ok else "FAILED")
 
     # -- reading -------------------------------------------------------------------------------

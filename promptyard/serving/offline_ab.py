@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from promptyard.errors import UserError
-from promptyard.evaluation import VersionScorer, is_binary, mcnemar, paired_bootstrap
+from promptyard.evaluation import VersionScorer, is_binary, mcnemar, paired_bootstrap, paired_scores
 from promptyard.governance import Evidence, Governance
 from promptyard.runtime import Settings
 
@@ -19,15 +19,18 @@ __all__ = ["compare_prompts"]
 def compare_prompts(settings: Settings, ref_a: str, ref_b: str, dataset: str, *, split: str = "test",
                     limit: int | None = None, confidence: float = 0.95) -> dict[str, Any]:
     """Offline A/B: both versions on the same examples; interval of B − A and, if binary, McNemar."""
+    if not 0.5 < confidence < 1:
+        raise UserError(f"--confidence {confidence} is not valid: give a level between 0.5 and 1, e.g. 0.95.")
     scorer = VersionScorer(settings, dataset, split, limit)
     version_a, version_b = scorer.version(ref_a), scorer.version(ref_b)
     if (version_a.name, version_a.version) == (version_b.name, version_b.version):
         raise UserError(f"{ref_a} and {ref_b} are the same version ({version_a.name}/{version_a.version}): "
                         "compare two different versions.")
-    result_a, result_b = scorer.score(version_a), scorer.score(version_b)
-    comparison = paired_bootstrap(result_a.scores, result_b.scores, confidence=confidence)
-    binary = is_binary(result_a.scores + result_b.scores)
-    test = mcnemar(result_a.scores, result_b.scores) if binary else None
+    result_a, result_b = scorer.score(version_a, version_b)  # interleaved: a burst hits both alike
+    scores_a, scores_b = paired_scores(result_a, result_b)  # only examples answered by both
+    comparison = paired_bootstrap(scores_a, scores_b, confidence=confidence)
+    binary = is_binary(scores_a + scores_b)
+    test = mcnemar(scores_a, scores_b) if binary else None
     label_a, label_b = f"{version_a.name}/{version_a.version}", f"{version_b.name}/{version_b.version}"
     if comparison.low > 0:
         verdict = f"{label_b} is better than {label_a}"
@@ -39,7 +42,8 @@ def compare_prompts(settings: Settings, ref_a: str, ref_b: str, dataset: str, *,
                                        "ab-offline", version_b.name)
     metrics = {"a_score": comparison.baseline, "b_score": comparison.candidate, "diff": comparison.diff,
                "diff_low": comparison.low, "diff_high": comparison.high,
-               "a_mean_latency_s": result_a.mean_latency_s, "b_mean_latency_s": result_b.mean_latency_s}
+               "a_mean_latency_s": result_a.mean_latency_s, "b_mean_latency_s": result_b.mean_latency_s,
+               "a_errors": result_a.errors, "b_errors": result_b.errors}
     if test:
         metrics |= {"mcnemar_p_value": test.p_value, "fixed": test.fixed, "broken": test.broken}
     tracker.log(run_id, params={"a": label_a, "b": label_b, "split": split, "metric": scorer.data.card.metric,
@@ -67,5 +71,5 @@ def compare_prompts(settings: Settings, ref_a: str, ref_b: str, dataset: str, *,
         "mcnemar_p_value": test.p_value if test else None, "fixed": test.fixed if test else None,
         "broken": test.broken if test else None, "verdict": verdict,
         "a_mean_latency_s": result_a.mean_latency_s, "b_mean_latency_s": result_b.mean_latency_s,
-        "evidence": recorded, "run_id": run_id, "mlflow_url": tracker.run_url(run_id),
+        "errors": {"a": result_a.errors, "b": result_b.errors}, "evidence": recorded, "run_id": run_id, "mlflow_url": tracker.run_url(run_id),
     }

@@ -293,7 +293,7 @@ def test_what_people_see_in_prefect_and_mlflow(fake_llm, tiny_dataset, seeded):
         artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(
             any_=[flow_run])))
     assert {"score baseline · validation", "candidate 1 · validation", "candidate 2 · validation",
-            "score baseline · test", "score best candidate · test", "register the winner"} <= names
+            "score seed and best candidate · test", "register the winner", "record the evidence"} <= names
     table = next(a for a in artifacts if a.key == "candidates")
     rows = json.loads(table.data)
     assert [r["candidate"] for r in rows] == [c.index for c in summary.candidates]
