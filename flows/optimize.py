@@ -27,7 +27,13 @@ from flows.optimize_tasks import (
     score_pair,
 )
 from optimizers import Candidate, CoproSettings, OptimizerChoice, OptimizerSettings, PluginOptimizer, get_optimizer
-from promptyard.errors import BudgetExhausted, TooManyErrorsError
+from promptyard.errors import (
+    BudgetExhausted,
+    EndpointUnreachableError,
+    PromptyardError,
+    TooManyErrorsError,
+    TrackingUnavailableError,
+)
 from promptyard.evaluation import (
     load_card,
     mcnemar,
@@ -54,7 +60,15 @@ from promptyard.optimization import (
     version_tags,
 )
 from promptyard.registry import PromptRef, Registry
-from promptyard.runtime import Budget, Endpoint, Tracker, apply_offline_env, check_endpoint, get_settings
+from promptyard.runtime import (
+    Budget,
+    Endpoint,
+    Tracker,
+    apply_offline_env,
+    check_endpoint,
+    get_settings,
+    is_transient_service_error,
+)
 
 __all__ = ["optimize_prompt", "check_request"]
 
@@ -111,45 +125,80 @@ def optimize_prompt(prompt: str, dataset: str, optimizer: OptimizerChoice = Copr
         refuse_if_errors([baseline], settings.max_error_rate, "The seed on validation")
         plan = plan.measured(len(validation), baseline.prompt_tokens + baseline.completion_tokens,
                              (time.perf_counter() - clock) * lm.concurrency)
+        meter.reserve(**plan.search_reserve)  # now that a request's tokens and seconds are known
+        meter.tokens_per_request = plan.tokens_per_request
         logger.info("Baseline on validation: %.3f", baseline.accuracy)
 
         proposal = propose(optimizer, seed, data.rows("train", search.limit_train), data.card, lm, search.seed)
-        stops = [proposal.stopped] if proposal.stopped else []
-        meter.reserve(**plan.test_reserve)  # candidates may use what the search left, never the test split's share
-        affordable = plan.affordable_candidates(meter.calls, len(proposal.candidates))
-        if affordable < len(proposal.candidates):
-            stops.append(f"the budget scores {affordable} of {len(proposal.candidates)} candidates on validation")
-        scored = score_candidates(proposal.candidates[:affordable], validation, data, lm, run_id, key, seed,
+        affordable, stops = affordable_candidates(proposal, plan, meter)
+        scored = score_candidates(affordable, validation, data, lm, run_id, key, seed,
                                   optimizer.model_dump(exclude={"name"}), stops)
         meter.release()
         ranked = [(i, c, r, rid) for i, (c, r, rid, _) in enumerate(scored, 1) if r is not None]  # failed: not ranked
         objectives = [objectives_of(r) for _, _, r, _ in ranked]
+        reserve = plan.test_reserve
         verdict = choose_on_validation(baseline.accuracy, objectives, selection, proposed=len(proposal.candidates),
                                        budget_stopped=bool(stops), test_affordable=meter.can_afford(
-                                           plan.test_reserve["calls"], tokens=plan.test_reserve["tokens"],
-                                           seconds=plan.test_reserve["seconds"]))
+                                           reserve["calls"], tokens=reserve["tokens"], seconds=reserve["seconds"]))
         outcome = {"decision": verdict.reason}
         if verdict.goes_to_test:
             _, best, best_result, best_run = ranked[verdict.best]
             outcome = test_and_register(seed, best, best_result, best_run, test, data, lm, optimizer.name, search,
                                         run_id)
         result = OptimizationResult(
-            prompt=seed.label, dataset=data.card.name, optimizer=optimizer.name,
-            baseline_validation=baseline.accuracy,
+            prompt=seed.label, dataset=data.card.name, optimizer=optimizer.name, baseline_validation=baseline.accuracy,
             decision=outcome["decision"] + (f" (budget: {'; '.join(stops)})" if stops else ""), budget=meter.usage(),
             candidates=summaries(scored), cost_usd=settings.cost(meter.prompt_tokens, meter.completion_tokens),
             duration_s=round(time.perf_counter() - started, 1), parent_run_id=run_id, mlflow_url=run_url,
             flow_run_id=str(runtime.flow_run.id or ""), registered_version=outcome.get("version"),
-            best_candidate=ranked[verdict.best][0] if "test" in outcome else None,
-            test=outcome.get("test"), mcnemar=outcome.get("mcnemar"),
-            pareto_front=[ranked[i][0] for i in pareto_front(objectives)])
+            best_candidate=ranked[verdict.best][0] if "test" in outcome else None, test=outcome.get("test"),
+            mcnemar=outcome.get("mcnemar"), pareto_front=[ranked[i][0] for i in pareto_front(objectives)])
         record_result(result, baseline, [(i, r) for i, _, r, _ in ranked], outcome.get("report"))
         logger.info(result.decision)
         ok = True
         return result
+    except Exception as exc:
+        if is_transient_service_error(exc) and not isinstance(exc, PromptyardError):
+            raise outage(exc, settings) from None
+        raise
     finally:
         Budget.close(lm.budget_key)
-        Tracker(settings.tracking_uri).finish(run_id, ok)
+        close_run(run_id, ok, settings.tracking_uri, logger)
+
+
+def outage(exc: Exception, settings) -> PromptyardError:
+    """A service stayed away past its retries: one clear error instead of a client's traceback."""
+    from dspy.utils.exceptions import LMError
+
+    what = f"{type(exc).__name__}: {str(exc)[:200]}"
+    resume = ("The run stopped; what it finished is kept: run the same command again when it is back and the "
+              "optimization resumes from there.")
+    if isinstance(exc, LMError):
+        return EndpointUnreachableError(f"The LLM endpoint {settings.lm_url} kept failing after its retries ({what}). "
+                                        + resume)
+    return TrackingUnavailableError(f"MLflow at {settings.tracking_uri} stopped answering during the optimization "
+                                    f"({what}). " + resume)
+
+
+def close_run(run_id: str, ok: bool, tracking_uri: str, logger) -> None:
+    """Mark the parent run finished or failed; if MLflow is away, say so (a resumed run marks it failed)."""
+    try:
+        Tracker(tracking_uri).finish(run_id, ok)
+    except Exception as exc:
+        logger.warning("could not mark MLflow run %s %s (%s); the next attempt will", run_id,
+                       "finished" if ok else "failed", type(exc).__name__)
+
+
+def affordable_candidates(proposal, plan: BudgetPlan, meter: Budget) -> tuple[list, list[str]]:
+    """The proposals the budget can score on validation, never touching the test split's share; and why
+    any were left out."""
+    stops = [proposal.stopped] if proposal.stopped else []
+    meter.reserve(**plan.test_reserve)
+    affordable = plan.affordable_candidates(meter.calls, len(proposal.candidates), tokens_used=meter.tokens,
+                                            max_tokens=meter.max_tokens)
+    if affordable < len(proposal.candidates):
+        stops.append(f"the budget scores {affordable} of {len(proposal.candidates)} candidates on validation")
+    return proposal.candidates[:affordable], stops
 
 
 def score_candidates(candidates, rows, data, lm, run_id, key, seed, optimizer_params, stops) -> list[tuple]:

@@ -51,13 +51,14 @@ PROPOSER_MARKERS = ("Rewrite the instruction", "Below are instructions", "Here a
 class FakeLLM:
     def __init__(self, proposal: str = "Read the review carefully. Answer positive or negative.",
                  magic_word: str = "carefully", default_answer: str = "positive", fail_status: int | None = None,
-                 latency_s: float = 0.0, faults: Faults | None = None):
+                 latency_s: float = 0.0, faults: Faults | None = None, fail_when=None):
         self.proposal = proposal
         self.magic_word = magic_word
         self.default_answer = default_answer
         self.fail_status = fail_status
         self.latency_s = latency_s  # simulated time per request (requests overlap)
         self.faults = faults
+        self.fail_when = fail_when  # request -> fault kind (or None): a fault every time such a request comes
         self.faults_served: Counter = Counter()
         self._bursts: list[str] = []
         self.requests: list[dict] = []
@@ -86,6 +87,8 @@ class FakeLLM:
 
     def _fault_for(self, request: dict) -> str | None:
         with self._lock:
+            if self.fail_when is not None and (kind := self.fail_when(request)):
+                return kind
             if self._bursts:
                 return self._bursts.pop(0)
             if self.faults is None or (self.faults.task_only and self.kind(request) != "task"):

@@ -70,8 +70,8 @@ def audit_verify(head) -> None:
         return
     drift = alias_drift(registry, log, load_policy(get_settings().home_dir))
     if drift:
-        raise AuditTamperedError("Protected aliases moved outside promptyard:\n  " + "\n  ".join(drift))
-    click.echo("every protected alias is where the audit log put it")
+        raise AuditTamperedError("The registry changed outside promptyard:\n  " + "\n  ".join(drift))
+    click.echo("every protected alias and every version is what the audit log recorded")
 
 
 @audit.command("head")

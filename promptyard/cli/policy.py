@@ -73,7 +73,14 @@ def policy_apply(path: Path, reason: str) -> None:
                         "(in git) instead, or unset the variable.")
     before = load_policy(settings.home_dir)
     new = parse_policy(path.read_text(), str(path))  # refuse a broken file before anything changes
-    before.require(current_user(), "admin", "", "change the policy")
+    from promptyard.errors import PermissionDeniedError
+
+    try:
+        before.require(current_user(), "admin", "", "change the policy")
+    except PermissionDeniedError as exc:
+        AuditLog(settings.audit_store_url).append(current_user(), "refused", after={"action": "change the policy"},
+                                                  reason=str(exc))
+        raise
     target = settings.home_dir / "policy.yaml"
     target.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(path, target)

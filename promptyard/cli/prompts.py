@@ -116,9 +116,9 @@ def _ref_at(ref: str, at: str) -> str:
     if not parsed.alias:
         raise UserError(f"--at needs NAME@ALIAS (an alias moves over time; {ref} does not), e.g. {parsed.name}@production.")
     entry = version_at(parsed.name, parsed.alias, when)
-    if entry is None:
-        raise UserError(f"The audit log has no move of {ref} at or before {when.isoformat()}: see "
-                        f"`promptyard prompts history {parsed.name} --alias {parsed.alias}`.")
+    if entry is None or entry.version is None:
+        raise UserError(f"{ref} did not exist at {when.isoformat()} (the audit log has no move of it before then, or "
+                        f"it was deleted): see `promptyard prompts history {parsed.name} --alias {parsed.alias}`.")
     return f"{parsed.name}/{entry.version}"
 
 

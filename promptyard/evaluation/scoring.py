@@ -8,7 +8,8 @@ An error is not an answer: a request that still fails after its retries is recor
 error and no score, and statistics use answered examples only (`paired_scores` keeps the
 examples answered in both arms). Comparisons score both arms interleaved, example by example
 (`score_templates`), so a burst of failures or slowness falls on both alike. An endpoint that
-refuses connections, or fails `STOP_AFTER` requests in a row, stops the run.
+refuses connections stops the run; `STOP_AFTER` failed requests in a row stop this scoring job
+(no answer could come of it) without waiting out every remaining request's retries.
 """
 
 from __future__ import annotations
@@ -129,17 +130,20 @@ def refuse_if_errors(results: Sequence[ScoreResult], limit: float, what: str) ->
 
 
 class _Stopper:
-    """Counts failures in a row across threads; a dead endpoint stops the job instead of timing out on every row."""
+    """Counts failures in a row across threads: a refused connection stops the run, a long streak the job."""
 
     def __init__(self):
         self.in_a_row = 0
 
     def saw(self, failed: bool, exc: BaseException | None = None) -> None:
         self.in_a_row = self.in_a_row + 1 if failed else 0
-        if exc is not None and is_transport_error(exc) or self.in_a_row >= STOP_AFTER:
+        if exc is not None and is_transport_error(exc):
             raise EndpointUnreachableError(
-                f"The LLM endpoint stopped answering while scoring ({self.in_a_row} failed requests in a row; last: "
-                f"{exc}). Check it with `promptyard status`, restart it with `promptyard up`, then run again.") from None
+                f"The LLM endpoint stopped answering while scoring ({exc}). Check it with `promptyard status`, "
+                "restart it with `promptyard up`, then run again.") from None
+        if self.in_a_row >= STOP_AFTER:
+            raise TooManyErrorsError(f"{self.in_a_row} requests in a row failed after their retries (last: {exc}); "
+                                     "scoring stopped: no answer could come of it.") from None
 
 
 def _score_one(lm, template: str, row: dict, input_fields, label_field, metric: Metric, kwargs,

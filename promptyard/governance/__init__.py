@@ -13,6 +13,7 @@ from promptyard.governance.audit import ACTIONS, AuditEntry, AuditLog
 from promptyard.governance.checks import Check, PromotionChecks
 from promptyard.governance.drift import alias_drift
 from promptyard.governance.evidence import Evidence, evidence_problem
+from promptyard.governance.experiment_rules import check_weights, reallocation_problem, split_problem
 from promptyard.governance.policy import ROLES, Policy, PromotionRule, current_user, load_policy, parse_policy
 from promptyard.governance.prompt_files import ImportResult, import_prompts
 from promptyard.governance.secret_scan import find_secrets, redact, refuse_secrets
@@ -45,6 +46,7 @@ __all__ = [
     "PromotionChecks",
     "PromotionRule",
     "alias_drift",
+    "check_weights",
     "current_user",
     "evidence_problem",
     "evidence_tags",
@@ -53,7 +55,9 @@ __all__ = [
     "import_prompts",
     "load_policy",
     "parse_policy",
+    "reallocation_problem",
     "redact",
     "refuse_reserved",
     "refuse_secrets",
+    "split_problem",
 ]

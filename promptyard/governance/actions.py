@@ -20,8 +20,9 @@ from functools import cached_property
 
 from promptyard.errors import PermissionDeniedError
 from promptyard.governance.audit import AuditLog
-from promptyard.governance.checks import Check, PromotionChecks
+from promptyard.governance.checks import Check, PromotionChecks, template_digest
 from promptyard.governance.evidence import Evidence
+from promptyard.governance.experiment_rules import reallocation_problem, split_problem
 from promptyard.governance.policy import Policy, current_user, load_policy
 from promptyard.governance.secret_scan import refuse_secrets
 from promptyard.governance.tags import (
@@ -79,8 +80,9 @@ class Governance:
         from promptyard.runtime import get_settings
 
         settings = settings or get_settings()
-        governance = cls(registry or Registry(settings.tracking_uri), load_policy(settings.home_dir),
-                         user or current_user(), AuditLog(settings.audit_store_url))
+        registry = registry or Registry(settings.tracking_uri)
+        governance = cls(registry, load_policy(settings.home_dir), user or current_user(registry.tracking_uri),
+                         AuditLog(settings.audit_store_url))
         governance.record_policy_change()
         return governance
 
@@ -183,8 +185,8 @@ class Governance:
         return checks
 
     def held(self, name: str, alias: str) -> set[int]:
-        """The versions the audit log saw on `name@alias`."""
-        return {e.version for e in self.audit.alias_history(name, alias) if e.version is not None}
+        """The versions the audit log saw on `name@alias` (this incarnation of the prompt)."""
+        return self.promotion.held(name, alias)
 
     def authorize_alias_move(self, name: str, alias: str, version: int) -> str:
         """What moving the alias would be (alias | promote | rollback), or raise why it may not.
@@ -243,11 +245,12 @@ class Governance:
                 "four eyes cannot be checked: register the version through promptyard, then approve it.")
         note = json.dumps({"alias": alias, "at": self.now(), "reason": reason or ""})
         mine, other = (REJECTION, APPROVAL) if reject else (APPROVAL, REJECTION)
+        # the audit entry is what counts; the tag shows it in MLflow (a crash between leaves it counted)
+        self.audit.append(self.user, "reject" if reject else "approve", prompt=name, version=int(version),
+                          alias=alias, reason=reason, after={"template_sha256": template_digest(found.template)})
         self.registry._set_version_tags(name, int(version), {mine + self.user: note})
         if other + self.user in (found.tags or {}):
             self.registry._delete_version_tag(name, int(version), other + self.user)
-        self.audit.append(self.user, "reject" if reject else "approve", prompt=name, version=int(version),
-                          alias=alias, reason=reason)
 
     @_audits_refusals("change the contract")
     def set_contract(self, name: str, contract: Contract, *, reason: str | None = None) -> None:
@@ -275,21 +278,46 @@ class Governance:
         self._refuse_service(name, alias, "start an experiment on")
 
     @_audits_refusals("start an experiment")
-    def start_experiment(self, name: str, alias: str, split: str, *, after) -> None:
-        """Store an A/B split on `name@alias` (see `may_start_experiment`)."""
+    def check_split(self, name: str, alias: str, split: dict) -> None:
+        """Refuse a split that is malformed, names another prompt or a stale control, breaks the contract,
+        or — on a protected alias — sends traffic to a treatment no second person has looked at: the
+        starter's own versions need an approval by another approver first."""
         self.may_start_experiment(name, alias)
+        problem = split_problem(split, prompt=name, alias=alias, control=self.registry.alias_version(name, alias))
+        if problem:
+            raise PermissionDeniedError(f"The experiment on {name}@{alias} is not valid: {problem}.")
+        versions = sorted(int(v) for v in split["weights"])
+        broken = [c.detail for c in (self.promotion.contract_check(name, v) for v in versions) if not c.ok]
+        if broken:
+            raise PermissionDeniedError(f"Every version in the split must keep the prompt contract (apps format them "
+                                        f"all): {'; '.join(broken)}.")
+        if self.policy.is_protected(alias):
+            rule = self.policy.rule_for(name)
+            for version in (v for v in versions if v != split["control"]):
+                author = self.promotion.author_of(name, version)
+                if author is None or (author == self.user and not self.promotion.approvals(
+                        name, version, alias, rule).ok):
+                    raise PermissionDeniedError(
+                        f"v{version} would get {name}@{alias} traffic with no second person's eyes on it: "
+                        + (f"{self.user} registered it; another approver must approve it first"
+                           if author else "its author is unknown; register it through promptyard") + ".")
+
+    @_audits_refusals("start an experiment")
+    def start_experiment(self, name: str, alias: str, split: str, *, after) -> None:
+        """Store an A/B split on `name@alias` (see `check_split`)."""
+        self.check_split(name, alias, json.loads(split))
         self.registry._set_prompt_tag(name, EXPERIMENT + alias, split)
         self.audit.append(self.user, "experiment", prompt=name, alias=alias, after=after, reason="start")
 
     @_audits_refusals("reallocate an experiment")
-    def reallocate_experiment(self, name: str, alias: str, split: str, *, thompson: bool, before, after,
-                              reason: str) -> None:
-        """Move traffic within a running experiment: editors, and only one started with reallocation
-        allowed (whoever started it consented to the weights moving)."""
+    def reallocate_experiment(self, name: str, alias: str, split: str, *, before, after, reason: str) -> None:
+        """Move traffic within a running experiment: editors; the same experiment with new weights over
+        the same versions, and only one started with reallocation on (its starter consented)."""
         self.require("editor", name, f"reallocate the experiment on {name}@{alias}")
-        if not thompson:
-            raise PermissionDeniedError(f"The experiment on {name}@{alias} was started with a fixed split: stop it "
-                                        "and start another to change the weights.")
+        current = json.loads(self.registry.prompt_tags(name).get(EXPERIMENT + alias) or "{}")
+        problem = reallocation_problem(current, json.loads(split))
+        if problem:
+            raise PermissionDeniedError(f"The experiment on {name}@{alias} cannot be reallocated so: {problem}.")
         self.registry._set_prompt_tag(name, EXPERIMENT + alias, split)
         self.audit.append(self.user, "experiment", prompt=name, alias=alias, before=before, after=after, reason=reason)
 

@@ -1,43 +1,62 @@
-"""What moving a protected alias needs, checked one by one: evidence, approvals, contract.
+"""What moving a protected alias needs, checked one by one: evidence, approvals, contract, integrity.
 
 1. evidence: a run comparing the new version with the alias' current one, paired on a test split
-   (optimization or offline A/B) or decided online (A/B analysis), anchored in the audit log when
-   it was produced and unchanged since, recorded by a trusted identity, recent, large and
-   confident enough, on the dataset the policy names at its current digest, whose interval's
-   lower bound of (new − current) is ≥ −margin (see `evidence`);
-2. approvals by approvers who are not the version's author (four eyes); the author is the one
-   the audit log recorded, and a service identity's approval does not count;
-3. the prompt contract: the variables apps send (and, if declared, a constrained output format).
+   (optimization or offline A/B) or decided online by an A/B experiment the audit log saw start,
+   anchored in the audit log when it was produced and unchanged since, recorded by a trusted
+   identity, recent, large and confident enough, on the dataset the policy names at that dataset's
+   current digest, whose interval's lower bound of (new − current) is ≥ −margin (see `evidence`);
+2. approvals recorded in the audit log by approvers who are not the version's author (four eyes);
+   the author is the one the audit log recorded (a stamp that disagrees makes it unknown), and a
+   service identity's approval does not count;
+3. the prompt contract: the variables apps send (and, if declared, a constrained output format);
+4. integrity: the version is still what was registered (template, response format, model config).
+
+Audit entries count only from the current incarnation of a prompt name (a deleted and re-created
+prompt starts afresh: entries before its creation, or before an audited deletion, do not count), and
+a register or approval entry only for the content it was about (a digest of the template).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-from promptyard.errors import PermissionDeniedError
-from promptyard.evaluation import dataset_digest
+from promptyard.errors import PermissionDeniedError, PromptyardError
+from promptyard.evaluation import dataset_digest, load_card
 from promptyard.governance.audit import AuditEntry, AuditLog
 from promptyard.governance.evidence import Evidence, evidence_problem
 from promptyard.governance.policy import Policy, PromotionRule
-from promptyard.governance.tags import APPROVAL, EVIDENCE, REJECTION, TAG_AUTHOR, read_note
+from promptyard.governance.tags import EVIDENCE, TAG_AUTHOR
 from promptyard.registry import Contract, Registry, variables
 from promptyard.runtime import Tracker
 
-__all__ = ["Check", "PromotionChecks"]
+__all__ = ["Check", "PromotionChecks", "template_digest"]
+
+_SKEW = 60.0  # seconds of clock difference between MLflow's server and an audit writer still counted as "after"
 
 
 @dataclass(frozen=True)
 class Check:
-    name: str  # evidence | approval | contract
+    name: str  # evidence | approval | contract | integrity
     ok: bool
     detail: str
     run_id: str | None = None
 
     def __str__(self) -> str:
         return f"{'ok  ' if self.ok else 'FAIL'} {self.name}: {self.detail}"
+
+
+def _seconds(entry: AuditEntry) -> float:
+    return datetime.fromisoformat(entry.at).timestamp()
+
+
+def template_digest(template) -> str:
+    """What an approval was about: the exact template (text or chat messages)."""
+    return hashlib.sha256(json.dumps(template, sort_keys=True).encode()).hexdigest()
 
 
 class PromotionChecks:
@@ -47,19 +66,42 @@ class PromotionChecks:
                  now: Callable[[], float] = time.time):
         self.registry, self.policy, self.tracker, self.audit, self.now = registry, policy, tracker, audit, now
 
+    # -- the audit log, for this incarnation of the prompt ------------------------------------------
+    def _current(self, name: str, entries: list[AuditEntry]) -> list[AuditEntry]:
+        born = self.registry.created_at(name)
+        deleted = [e.seq for e in self.audit.find("delete", prompt=name) if e.version is None]
+        after = max(deleted, default=0)
+        return [e for e in entries if born is not None and _seconds(e) >= born - _SKEW and e.seq > after]
+
+    def entries(self, action: str, name: str, **where) -> list[AuditEntry]:
+        return self._current(name, self.audit.find(action, prompt=name, **where))
+
+    def held(self, name: str, alias: str) -> set[int]:
+        """The versions the audit log saw on `name@alias`."""
+        return {e.version for e in self._current(name, self.audit.alias_history(name, alias)) if e.version is not None}
+
+    def registered(self, name: str, version: int) -> AuditEntry | None:
+        """The audit entry that registered this version as it is now (its template), if any."""
+        template = self.registry.get(f"{name}/{version}").template
+        found = [e for e in self.entries("register", name, version=int(version))
+                 if json.loads(e.after or "{}").get("template") == template]
+        return found[-1] if found else None
+
     def author_of(self, name: str, version: int) -> str | None:
-        """Who registered the version: the audit log's record first (tags can be forged), else the stamp."""
-        registered = self.audit.find("register", prompt=name, version=int(version))
-        if registered:
-            return registered[0].user
-        return (self.registry.get(f"{name}/{version}").tags or {}).get(TAG_AUTHOR)
+        """Who registered the version, from the audit log; None when it is unknown or disputed (a stamp on
+        the version that names someone else)."""
+        entry = self.registered(name, version)
+        if entry is None:
+            return None
+        stamp = (self.registry.get(f"{name}/{version}").tags or {}).get(TAG_AUTHOR)
+        return entry.user if stamp in (None, entry.user) else None
 
     def all(self, name: str, version: int, alias: str, *, evidence_run_id: str | None = None) -> list[Check]:
         if not self.policy.is_protected(alias):
             return []
         rule = self.policy.rule_for(name)
-        return [self.evidence(name, version, alias, rule, evidence_run_id),
-                self.approvals(name, version, alias, rule), self.contract_check(name, version)]
+        return [self.evidence(name, version, alias, rule, evidence_run_id), self.approvals(name, version, alias, rule),
+                self.contract_check(name, version), self.integrity(name, version)]
 
     @staticmethod
     def require(checks: list[Check], name: str, version: int, alias: str) -> None:
@@ -70,7 +112,7 @@ class PromotionChecks:
             raise PermissionDeniedError(f"{name}/{version} cannot take {name}@{alias}; failed: "
                                         f"{', '.join(c.name for c in failed)}\n{lines}\n{name}@{alias} is unchanged.")
 
-    # -- contract ------------------------------------------------------------------------------
+    # -- contract and integrity ---------------------------------------------------------------------
     def contract(self, name: str) -> Contract | None:
         """The declared contract, else the variables of the version on a protected alias, else None."""
         declared = self.registry.declared_contract(name)
@@ -96,34 +138,49 @@ class PromotionChecks:
         return Check("contract", True, f"v{version} takes exactly {', '.join(contract.variables) or 'no variables'} "
                                        f"({source})")
 
-    # -- approvals -----------------------------------------------------------------------------
+    def integrity(self, name: str, version: int) -> Check:
+        entries = self.entries("register", name, version=int(version))
+        entry = self.registered(name, version) or (entries[-1] if entries else None)
+        if entry is None:
+            return Check("integrity", False, f"v{version} has no register entry in the audit log: it was created "
+                                             "outside promptyard; register it through promptyard")
+        recorded = json.loads(entry.after or "{}")
+        found = self.registry.get(f"{name}/{version}")
+        now = {"template": found.template, "response_format": found.response_format,
+               "model_config": found.model_config}
+        changed = sorted(k for k in recorded if k in now and (recorded[k] or None) != (now[k] or None))
+        if changed:
+            return Check("integrity", False, f"v{version}'s {', '.join(changed)} changed after it was registered "
+                                             f"(audit entry #{entry.seq})")
+        return Check("integrity", True, f"v{version} is what {entry.user} registered (audit entry #{entry.seq})")
+
+    # -- approvals ----------------------------------------------------------------------------------
     def approvals(self, name: str, version: int, alias: str, rule: PromotionRule) -> Check:
         if rule.approvals == 0:
             return Check("approval", True, "the policy requires no approval")
-        tags = self.registry.get(f"{name}/{version}").tags or {}
         author = self.author_of(name, version)
         if author is None:
-            return Check("approval", False, f"the author of v{version} is unknown (no audit entry, no author stamp), so "
-                                            "four eyes cannot be checked: register the version through promptyard")
-        rejected = [k.removeprefix(REJECTION) for k, v in tags.items()
-                    if k.startswith(REJECTION) and read_note(v).get("alias") == alias]
+            return Check("approval", False, f"the author of v{version} is unknown or disputed (no audit entry, or a "
+                                            "stamp that names someone else), so four eyes cannot be checked: register "
+                                            "the version through promptyard")
+        latest: dict[str, str] = {}
+        digest = template_digest(self.registry.get(f"{name}/{version}").template)
+        for entry in sorted(self.entries("approve", name, version=version) + self.entries("reject", name,
+                            version=version), key=lambda e: e.seq):
+            if entry.alias == alias and json.loads(entry.after or "{}").get("template_sha256") in (digest, None):
+                latest[entry.user] = entry.action
+        rejected = sorted(u for u, action in latest.items() if action == "reject")
         if rejected:
             return Check("approval", False, f"rejected by {', '.join(rejected)}")
-        approvers = []
-        for key, value in tags.items():
-            who = key.removeprefix(APPROVAL)
-            if key.startswith(APPROVAL) and read_note(value).get("alias") == alias and who != author \
-                    and not self.policy.is_service(who):
-                role = self.policy.role_of(who, name)
-                if role in ("approver", "admin"):
-                    approvers.append(who)
+        approvers = sorted(u for u, action in latest.items() if action == "approve" and u != author
+                           and not self.policy.is_service(u) and self.policy.role_of(u, name) in ("approver", "admin"))
         if len(approvers) < rule.approvals:
             return Check("approval", False, f"{len(approvers)} of {rule.approvals} approval(s) by an approver other "
-                                            f"than the author ({author or 'unknown'}); ask one to run `promptyard "
-                                            f"prompts approve {name} {version} --alias {alias}`")
-        return Check("approval", True, f"approved by {', '.join(sorted(approvers))} (author {author or 'unknown'})")
+                                            f"than the author ({author}); ask one to run `promptyard prompts approve "
+                                            f"{name} {version} --alias {alias}`")
+        return Check("approval", True, f"approved by {', '.join(approvers)} (author {author})")
 
-    # -- evidence ------------------------------------------------------------------------------
+    # -- evidence -----------------------------------------------------------------------------------
     def evidence(self, name: str, version: int, alias: str, rule: PromotionRule, run_id: str | None = None) -> Check:
         current = self.registry.alias_version(name, alias)
         if current is None:
@@ -147,15 +204,16 @@ class PromotionChecks:
                 reasons.append(f"run {run.info.run_id}: {found}")
                 continue
             record, entry, age = found
+            model = f", model {record.lm_model}" if record.lm_model else ""
             return Check("evidence", True, f"run {run.info.run_id}: {record.split} on {record.dataset}, n={record.n} at "
                                            f"{record.confidence:.0%}, lower bound of v{version} − v{current} "
                                            f"{record.low:+.3f} ≥ −{rule.margin:g}, {age:.1f} days old, recorded by "
-                                           f"{entry.user} (audit #{entry.seq})", run.info.run_id)
+                                           f"{entry.user} (audit #{entry.seq}){model}", run.info.run_id)
         return Check("evidence", False, "; ".join(reasons[:3]))
 
     def _trusted(self, run, name: str, version: int, current: int, rule: PromotionRule):
         """(record, audit entry, age in days) when the run is evidence that counts, else why not."""
-        anchors = self.audit.find("evidence", evidence_run_id=run.info.run_id)
+        anchors = [e for e in self.entries("evidence", name) if e.evidence_run_id == run.info.run_id]
         if not anchors:
             return ("is not anchored in the audit log: a run made by hand is not evidence (produce it with "
                     "`promptyard ab offline` or an optimization)")
@@ -167,11 +225,27 @@ class PromotionChecks:
             return f"was recorded by {entry.user}; the policy trusts evidence from {', '.join(rule.evidence_by)} only"
         if self.policy.role_of(entry.user, name) not in ("editor", "approver", "admin"):
             return f"was recorded by {entry.user}, who is not an editor of {name}"
+        if rule.evidence_models and record.lm_model not in rule.evidence_models:
+            return f"was measured with model {record.lm_model}; the policy accepts {', '.join(rule.evidence_models)}"
+        if record.split == "online" and not self._experiment_ran(name, record):
+            return f"names experiment {record.dataset}, which the audit log never saw start on {name} with these versions"
         age = (self.now() - _seconds(entry)) / 86400
+        required = None
+        if rule.dataset and record.split != "online":
+            try:
+                required = load_card(rule.dataset).name
+            except PromptyardError as exc:
+                return f"cannot be checked: the policy's dataset {rule.dataset!r} cannot be read ({exc})"
         problem = evidence_problem(record, prompt=name, version=version, current=current, rule=rule, age_days=age,
-                                   current_digest=lambda e: dataset_digest(e.dataset_path or e.dataset))
+                                   required_dataset=required,
+                                   current_digest=lambda e: dataset_digest(rule.dataset or e.dataset_path or e.dataset))
         return problem or (record, entry, age)
 
-
-def _seconds(entry: AuditEntry) -> float:
-    return datetime.fromisoformat(entry.at).timestamp()
+    def _experiment_ran(self, name: str, record: Evidence) -> bool:
+        experiment_id = record.dataset.removeprefix("online:")
+        for entry in self.entries("experiment", name):
+            split = json.loads(entry.after or "null")
+            if entry.reason == "start" and isinstance(split, dict) and split.get("id") == experiment_id and \
+                    split.get("control") == record.baseline and str(record.candidate) in split.get("weights", {}):
+                return True
+        return False

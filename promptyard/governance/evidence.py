@@ -33,6 +33,8 @@ class Evidence:
     low: float
     high: float
     dataset_path: str | None = None  # where the data file was, to check its digest later
+    lm_model: str | None = None  # the model that produced the answers, and where it was served
+    lm_base_url: str | None = None
 
     def tags(self) -> dict[str, str]:
         return evidence_tags(self.prompt, self.baseline, self.candidate, self.dataset, self.split)
@@ -57,10 +59,11 @@ class Evidence:
 
 
 def evidence_problem(evidence: Evidence, *, prompt: str, version: int, current: int, rule: PromotionRule,
-                     age_days: float, current_digest) -> str | None:
+                     age_days: float, current_digest, required_dataset: str | None = None) -> str | None:
     """Why this evidence does not let `version` replace `current` under `rule` (None: it does).
 
-    `current_digest(evidence)` returns the dataset's digest today, or raises if it cannot be read."""
+    `required_dataset` is the name of the card the policy's `dataset` resolves to; `current_digest(evidence)`
+    returns that dataset's digest today (the policy's own, never a folder the evidence points to), or raises."""
     if (evidence.prompt, evidence.candidate) != (prompt, version):
         return f"is not evidence for {prompt}/{version}"
     if evidence.baseline != current:
@@ -70,8 +73,8 @@ def evidence_problem(evidence: Evidence, *, prompt: str, version: int, current: 
             return "is an online A/B result, which the policy does not accept"
     elif evidence.split != "test":
         return f"was measured on the {evidence.split} split, not test"
-    elif rule.dataset and evidence.dataset != rule.dataset:
-        return f"is on dataset {evidence.dataset}, the policy requires {rule.dataset}"
+    elif required_dataset and evidence.dataset != required_dataset:
+        return f"is on dataset {evidence.dataset}, the policy requires {required_dataset}"
     else:
         try:
             today = current_digest(evidence)

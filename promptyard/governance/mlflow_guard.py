@@ -35,7 +35,9 @@ import os
 from promptyard.errors import PermissionDeniedError, PromptyardError
 from promptyard.governance.actions import Governance
 from promptyard.governance.audit import AuditLog
+from promptyard.governance.checks import template_digest
 from promptyard.governance.policy import load_policy
+from promptyard.governance.experiment_rules import reallocation_problem
 from promptyard.governance.tags import (
     APPROVAL,
     EXPERIMENT,
@@ -55,9 +57,11 @@ __all__ = ["create_app"]
 log = logging.getLogger("promptyard.governance.mlflow_guard")
 VIA = "via the MLflow REST API"
 _WRITES = ("/mlflow/registered-models/create", "/mlflow/registered-models/delete", "/mlflow/registered-models/rename",
-           "/mlflow/registered-models/set-tag", "/mlflow/registered-models/delete-tag",
-           "/mlflow/registered-models/alias", "/mlflow/model-versions/create", "/mlflow/model-versions/delete",
-           "/mlflow/model-versions/set-tag", "/mlflow/model-versions/delete-tag")
+           "/mlflow/registered-models/update", "/mlflow/registered-models/set-tag",
+           "/mlflow/registered-models/delete-tag", "/mlflow/registered-models/alias", "/mlflow/model-versions/create",
+           "/mlflow/model-versions/delete", "/mlflow/model-versions/update", "/mlflow/model-versions/set-tag",
+           "/mlflow/model-versions/delete-tag", "/mlflow/model-versions/transition-stage")
+_LINKS = frozenset({"mlflow.prompt.associatedRunIds", "_mlflow_experiment_ids"})  # MLflow's links to runs: editors
 
 
 def create_app(app=None):
@@ -101,61 +105,80 @@ def _guard():
     if not path.endswith(_WRITES) or method not in ("POST", "DELETE", "PATCH"):
         return None
     data = request.get_json(force=True, silent=True) or dict(request.args)
-    name = data.get("name")
+    name = data.get("name") if isinstance(data, dict) else None
     user = request.authorization.username if request.authorization else None
-    if not name or not user:
-        return None  # MLflow answers malformed or anonymous requests itself
+    if not user or not name:
+        return None  # MLflow answers anonymous or nameless requests itself
     governance = _governance(user)
     try:
+        if not isinstance(name, str) or not isinstance(data.get("version", ""), str | int):
+            raise PermissionDeniedError(f"{path}: name and version must be plain strings, got {name!r}.")
         g.promptyard_change = _check(governance, path, method, name, data)
-    except PromptyardError as exc:
-        governance.record_refusal(exc, f"{method} {path.split('/mlflow/', 1)[-1]}", name,
-                                  version=data.get("version"), alias=data.get("alias"))
+    except (PromptyardError, ValueError, TypeError, KeyError) as exc:
+        governance.record_refusal(exc, f"{method} {path.split('/mlflow/', 1)[-1]}", name if isinstance(name, str)
+                                  else None, version=data.get("version"), alias=data.get("alias"))
         log.warning("refused %s %s by %s: %s", method, path, user, exc)
-        return _refuse(str(exc))
+        return _refuse(str(exc) if isinstance(exc, PromptyardError) else f"malformed request: {exc}")
     return None
+
+
+def _version(data: dict) -> int:
+    value = str(data.get("version", "")).strip()
+    if not value.isdigit():
+        raise PermissionDeniedError(f"version {data.get('version')!r} is not a version number.")
+    return int(value)
 
 
 def _check(governance: Governance, path: str, method: str, name: str, data: dict):
     """Raise why the request may not happen; return what to record once MLflow has made it (or None)."""
-    version = data.get("version")
+    tags = {t.get("key"): t.get("value") for t in data.get("tags") or [] if isinstance(t, dict)}
+    if path.endswith("/model-versions/create"):
+        _no_reserved(tags, f"registering {name}", allowed={TAG_AUTHOR, *PROVENANCE_KEYS, *_mlflow_bookkeeping(tags)})
     if path.endswith("/registered-models/create"):
-        tags = {t.get("key"): t.get("value") for t in data.get("tags") or []}
-        if tags.get(IS_PROMPT) == "true":  # MLflow mirrors a new version's tags onto a new prompt
-            _author_is(governance, tags)
-            _no_reserved(tags, f"creating prompt {name}",
-                         allowed={IS_PROMPT, TAG_AUTHOR, *PROVENANCE_KEYS, *_mlflow_bookkeeping(tags)})
+        if tags.get(IS_PROMPT) == "true":
+            _no_reserved(tags, f"creating prompt {name}", allowed={IS_PROMPT})
         return None
-    if governance.registry.prompt(name) is None:
-        return None  # a registered model, not a prompt (making one a prompt goes through set-tag below)
+    if governance.registry.prompt(name) is None:  # a registered model, not a prompt: MLflow's own rules...
+        if path.endswith(("/registered-models/set-tag", "/registered-models/delete-tag")) and \
+                data.get("key") == IS_PROMPT:  # ...except making it one (its aliases and tags come along unchecked)
+            governance.require("admin", name, "turn a registered model into a prompt")
+        return None
+    governance.require("editor", name, "change prompts")
     if path.endswith("/registered-models/alias"):
         alias = data.get("alias", "")
         if method == "DELETE":
             if governance.policy.is_protected(alias):
                 governance.require("admin", name, f"delete protected alias {alias!r} (apps read it)")
-            return None
-        action = governance.authorize_alias_move(name, alias, int(version))
-        return action, name, int(version), alias, governance.registry.alias_version(name, alias)
+            return "alias-deleted", name, None, alias, governance.registry.alias_version(name, alias)
+        version = _version(data)
+        action = governance.authorize_alias_move(name, alias, version)
+        return action, name, version, alias, governance.registry.alias_version(name, alias)
     if path.endswith(("/registered-models/set-tag", "/registered-models/delete-tag")):
         _check_prompt_tag(governance, name, data.get("key", ""), data.get("value"), path.endswith("delete-tag"))
         return "tag", name, None, data.get("key", ""), data.get("value")
     if path.endswith(("/model-versions/set-tag", "/model-versions/delete-tag")):
-        _check_version_tag(governance, name, int(version), data.get("key", ""), data.get("value"),
+        version = _version(data)
+        _check_version_tag(governance, name, version, data.get("key", ""), data.get("value"),
                            path.endswith("delete-tag"))
-        return "tag", name, int(version), data.get("key", ""), data.get("value")
+        return "tag", name, version, data.get("key", ""), data.get("value")
     if path.endswith("/model-versions/create"):
         governance.require("editor", name, "register versions")
-        tags = {t.get("key"): t.get("value") for t in data.get("tags") or []}
         _author_is(governance, tags)
-        _no_reserved(tags, f"registering {name}", allowed={TAG_AUTHOR, *PROVENANCE_KEYS, *_mlflow_bookkeeping(tags)})
         return "register", name, None, None, None
-    holding = [a for a in sorted(governance.policy.protected_aliases)  # delete or rename
+    if path.endswith(("/model-versions/update", "/model-versions/transition-stage")):
+        governance.require("admin", name, f"change {name}/{data.get('version')} (a version is immutable, its "
+                                          "description too)")
+        return "changed", name, _version(data), None, path.rsplit("/", 1)[-1]
+    if path.endswith("/registered-models/update"):
+        return "changed", name, None, None, "description"
+    version = _version(data) if data.get("version") not in (None, "") else None  # delete or rename
+    holding = [a for a in sorted(governance.policy.protected_aliases)
                if (current := governance.registry.alias_version(name, a)) is not None
-               and (version is None or current == int(version))]
+               and (version is None or current == version)]
     if holding:
         governance.require("admin", name, f"delete or rename {name}{'/' + str(version) if version else ''}, "
                                           f"which holds {', '.join(holding)}")
-    return None
+    return "deleted", name, version, None, path.rsplit("/", 2)[-2] + "/" + path.rsplit("/", 1)[-1]
 
 
 def _author_is(governance: Governance, tags: dict) -> None:
@@ -165,48 +188,48 @@ def _author_is(governance: Governance, tags: dict) -> None:
 
 
 def _mlflow_bookkeeping(tags: dict) -> set[str]:
-    """MLflow's own keys on a new prompt or version (its template, type, links): allowed at creation."""
+    """MLflow's own keys on a new prompt version (its template, type, format): allowed at creation."""
     return {k for k in tags if k.startswith(("mlflow.prompt.", "_mlflow_"))}
 
 
 def _no_reserved(tags: dict, what: str, *, allowed: set[str]) -> None:
     for key in tags:
-        if key not in allowed and key.startswith((RESERVED, "mlflow.prompt.", "_mlflow_")):
+        if key not in allowed and str(key).startswith((RESERVED, "mlflow.prompt.", "_mlflow_")):
             raise PermissionDeniedError(f"{what}: tag {key!r} is reserved and written only by promptyard "
                                         "(approvals, evidence, contract, experiments have their own commands).")
 
 
 def _check_prompt_tag(governance: Governance, name: str, key: str, value: str | None, delete: bool) -> None:
-    if not delete and (key in PROVENANCE_KEYS or (key == TAG_AUTHOR and value == governance.user)):
-        # MLflow mirrors a registration's version tags onto the prompt: descriptive, decided nothing
-        governance.require("editor", name, "register versions")
-    elif key == TAG_CONTRACT:
+    if key in _LINKS:
+        return  # editors (checked above): MLflow links prompts to experiments and runs
+    if key == TAG_CONTRACT:
         governance.require("approver", name, "change the prompt contract")
         if not delete and not isinstance(read_note(value or "").get("variables"), list):
             raise PermissionDeniedError(f"{key} must be JSON like {{\"variables\": [\"question\"]}}; or run "
                                         "`promptyard prompts contract`.")
     elif key.startswith(EXPERIMENT) and key.endswith(".last"):
-        governance.require("editor", name, "record the end of an experiment")
+        return  # the result of an experiment that ended: shown, decides nothing
     elif key.startswith(EXPERIMENT):
         alias = key.removeprefix(EXPERIMENT)
-        current = read_note(governance.registry.prompt_tags(name).get(key, "") or "null")
+        current = read_note(governance.registry.prompt_tags(name).get(key) or "null")
         if delete:
-            governance.require("editor", name, f"stop the experiment on {name}@{alias}")
-        elif current.get("id") and current["id"] == read_note(value or "").get("id") and current.get("thompson"):
-            governance.require("editor", name, f"reallocate the experiment on {name}@{alias}")
+            return  # ending an experiment keeps the alias where it is
+        new = read_note(value or "")
+        if current and current.get("id") == new.get("id"):
+            problem = reallocation_problem(current, new)
+            if problem:
+                raise PermissionDeniedError(f"{key} cannot change so: {problem}.")
         else:
-            governance.may_start_experiment(name, alias)
-            split = read_note(value or "")
-            if not (isinstance(split.get("weights"), dict) and split.get("id") and "control" in split):
-                raise PermissionDeniedError(f"{key} must be an experiment as `promptyard ab start` writes it "
-                                            "(id, control, weights): start it with that command.")
-    elif key == IS_PROMPT or key.startswith(RESERVED):
+            governance.check_split(name, alias, new)
+    elif key == IS_PROMPT or key.startswith((RESERVED, "mlflow.prompt.", "_mlflow_")):
         governance.require("admin", name, f"{'delete' if delete else 'set'} the reserved prompt tag {key!r}")
 
 
 def _check_version_tag(governance: Governance, name: str, version: int, key: str, value: str | None,
                        delete: bool) -> None:
-    if key in IMMUTABLE_VERSION_KEYS:
+    if key in _LINKS:
+        return
+    if key in IMMUTABLE_VERSION_KEYS or key.startswith(("mlflow.prompt.", "_mlflow_prompt")):
         raise PermissionDeniedError(f"{name}/{version} is immutable: {key!r} (what the version is) cannot change; "
                                     "register a new version instead.")
     if key == TAG_AUTHOR:
@@ -248,14 +271,26 @@ def _record(response):
         if kind == "register":
             created = int(json.loads(response.get_data())["model_version"]["version"])
             governance.registry._set_version_tags(name, created, {TAG_AUTHOR: user})
-            governance.audit.append(user, "register", prompt=name, version=created, reason=VIA)
+            found = governance.registry.get(f"{name}/{created}")
+            governance.audit.append(user, "register", prompt=name, version=created, reason=VIA, after={
+                "template": found.template, "response_format": found.response_format,
+                "model_config": found.model_config})
         elif kind == "tag" and key.startswith((APPROVAL, REJECTION)) and request.method == "POST":
+            template = governance.registry.get(f"{name}/{version}").template
             governance.audit.append(user, "approve" if key.startswith(APPROVAL) else "reject", prompt=name,
-                                    version=version, alias=read_note(extra or "").get("alias"), reason=VIA)
+                                    version=version, alias=read_note(extra or "").get("alias"), reason=VIA,
+                                    after={"template_sha256": template_digest(template)})
         elif kind == "tag":
             governance.audit.append(user, "experiment" if key.startswith(EXPERIMENT) else "tag", prompt=name,
                                     version=version, after={key: None if request.method == "DELETE" else extra},
                                     reason=VIA)
+        elif kind == "deleted":  # a prompt deleted: what the audit log knew of its name no longer applies
+            governance.audit.append(user, "delete", prompt=name, version=version, after={kind: extra}, reason=VIA)
+        elif kind == "changed":
+            governance.audit.append(user, "tag", prompt=name, version=version, after={kind: extra}, reason=VIA)
+        elif kind == "alias-deleted":
+            governance.audit.append(user, "alias", prompt=name, alias=key, before=extra, after=None,
+                                    reason=f"deleted {VIA}")
         else:
             governance.audit.append(user, kind, prompt=name, version=version, alias=key, before=extra,
                                     after=version, reason=VIA)

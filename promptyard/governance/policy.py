@@ -61,6 +61,8 @@ class PromotionRule(BaseModel):
     min_confidence: float = Field(0.95, gt=0, lt=1, strict=True, description="Lowest confidence of the evidence's interval.")
     evidence_by: list[str] = Field(default_factory=list, description="Only evidence recorded by these identities "
                                                                      "counts (empty: anyone with the editor role).")
+    evidence_models: list[str] = Field(default_factory=list, description="Only evidence measured with these models "
+                                                                         "counts (empty: any model).")
 
 
 @dataclass(frozen=True)
@@ -116,9 +118,15 @@ class Policy:
         return alias in self.protected_aliases
 
 
-def current_user() -> str:
-    """The acting user: the MLflow user a team server authenticates, else PROMPTYARD_USER, else the OS user."""
-    return os.environ.get("MLFLOW_TRACKING_USERNAME") or os.environ.get("PROMPTYARD_USER") or getpass.getuser()
+def current_user(tracking_uri: str | None = None) -> str:
+    """The acting user: the MLflow user a team server authenticates (only when the tracking URI is a
+    server: locally nothing checks that name), else PROMPTYARD_USER, else the OS user."""
+    if tracking_uri is None:
+        from promptyard.runtime import get_settings
+
+        tracking_uri = get_settings().tracking_uri
+    server_user = os.environ.get("MLFLOW_TRACKING_USERNAME") if tracking_uri.startswith("http") else None
+    return server_user or os.environ.get("PROMPTYARD_USER") or getpass.getuser()
 
 
 def find_policy_file(home: Path) -> Path | None:

@@ -29,12 +29,19 @@ class BudgetPlan:
 
         return replace(self, tokens_per_request=tokens / max(1, requests), seconds_per_request=seconds / max(1, requests))
 
+    def _reserve(self, requests: int) -> dict:
+        return {"calls": requests, "tokens": int(requests * self.tokens_per_request),
+                "seconds": requests * self.seconds_per_request}
+
+    @property
+    def search_reserve(self) -> dict:
+        """Held back from the search: the test split and one or two candidates on validation (calls, tokens, s)."""
+        return self._reserve(self.held_during_search)
+
     @property
     def test_reserve(self) -> dict:
         """What scoring both prompts on the test split is expected to take: calls, tokens, seconds."""
-        requests = 2 * self.test
-        return {"calls": requests, "tokens": int(requests * self.tokens_per_request),
-                "seconds": requests * self.seconds_per_request}
+        return self._reserve(2 * self.test)
 
     @property
     def minimum_calls(self) -> int:
@@ -60,8 +67,15 @@ class BudgetPlan:
     def held_for_test(self) -> int:
         return 2 * self.test
 
-    def affordable_candidates(self, calls_used: int, proposed: int) -> int:
-        """How many of `proposed` candidates can be scored on validation with what is left."""
-        if self.max_calls is None or not self.validation:
+    def affordable_candidates(self, calls_used: int, proposed: int, *, tokens_used: int = 0,
+                              max_tokens: int | None = None) -> int:
+        """How many of `proposed` candidates can be scored on validation with what is left (calls and tokens)."""
+        if not self.validation:
             return proposed
-        return min(proposed, max(0, (self.max_calls - self.held_for_test - calls_used) // self.validation))
+        affordable = proposed
+        if self.max_calls is not None:
+            affordable = min(affordable, (self.max_calls - self.held_for_test - calls_used) // self.validation)
+        if max_tokens is not None and self.tokens_per_request:
+            left = max_tokens - self.test_reserve["tokens"] - tokens_used
+            affordable = min(affordable, int(left // (self.validation * self.tokens_per_request)))
+        return max(0, affordable)

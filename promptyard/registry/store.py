@@ -55,14 +55,25 @@ class Registry:
         if available_fields is not None:
             check_variables(parsed.text, available_fields)
         generation = generation or GenerationConfig()
-        return self._client.register_prompt(
+        if self.prompt(name) is None:  # a new prompt: its own tags stay empty (MLflow's register_prompt
+            self._create_prompt(name)   # would copy the version's tags onto it)
+        return self._client.create_prompt_version(
             name=name,
             template=template,
-            commit_message=commit_message or None,
+            description=commit_message or None,
             tags={str(k): str(v) for k, v in (tags or {}).items()},
             response_format=generation.response_format,
             model_config=generation.model_config(),
         )
+
+    def _create_prompt(self, name: str) -> None:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            self._client.create_prompt(name)
+        except MlflowException as exc:
+            if "already exists" not in str(exc).lower():  # another process created it first: fine
+                raise
 
     def _set_alias(self, name: str, alias: str, version: int) -> None:
         PromptRef.parse(f"{name}@{alias}")
@@ -92,15 +103,30 @@ class Registry:
         found = self.prompt(name)
         return dict(found.tags or {}) if found is not None else {}
 
-    def alias_version(self, name: str, alias: str) -> int | None:
-        """The version `name@alias` points to, or None when the prompt or the alias does not exist."""
+    def _model(self, name: str):
+        """The registered model underneath the prompt, or None. Read through MLflow's registry client:
+        the public client hides prompts from its model API, and its prompt API reports an alias only
+        while the version it points to still carries MLflow's prompt tag — which a client can delete."""
         from mlflow.exceptions import MlflowException
 
         try:
-            found = self._client.get_prompt_version_by_alias(name, alias)
+            return self._client._get_registry_client().get_registered_model(name)
         except MlflowException:
             return None
-        return int(found.version) if found is not None else None
+
+    def aliases(self, name: str) -> dict[str, int]:
+        """Every alias of `name` and the version it points to (empty when there is no such prompt)."""
+        model = self._model(name)
+        return {alias: int(version) for alias, version in (model.aliases or {}).items()} if model else {}
+
+    def alias_version(self, name: str, alias: str) -> int | None:
+        """The version `name@alias` points to, or None when the prompt or the alias does not exist."""
+        return self.aliases(name).get(alias)
+
+    def created_at(self, name: str) -> float | None:
+        """When this prompt (this incarnation of the name) was created, in seconds; None if there is none."""
+        model = self._model(name)
+        return model.creation_timestamp / 1000 if model else None
 
     def declared_contract(self, name: str) -> Contract | None:
         """The contract declared on the prompt (tag `promptyard.contract`), if any."""

@@ -49,7 +49,9 @@ class Budget:
     reserved_tokens: int = 0  # tokens held back for it
     reserved_seconds: float = 0.0  # and seconds
     started: float = field(default_factory=time.monotonic)
+    tokens_per_request: float = 0.0  # an estimate (measured on the run's first scoring), for requests in flight
     _in_flight: int = 0
+    _in_flight_tokens: float = 0.0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def __post_init__(self) -> None:
@@ -79,7 +81,9 @@ class Budget:
         if self.max_calls is not None and self.calls + self._in_flight + extra_calls >= self.max_calls - self.reserved:
             held = f", {self.reserved} held back for scoring" if self.reserved else ""
             return f"{self.calls} of {self.max_calls} LM calls used{held}"
-        if self.max_tokens is not None and self.tokens >= self.max_tokens - self.reserved_tokens:
+        if self.max_tokens is not None and \
+                self.tokens + self._in_flight_tokens + extra_calls * self.tokens_per_request >= \
+                self.max_tokens - self.reserved_tokens:
             held = f", {self.reserved_tokens} held back for scoring" if self.reserved_tokens else ""
             return f"{self.tokens} of {self.max_tokens} tokens used{held}"
         if self.max_seconds is not None and self.elapsed >= self.max_seconds - self.reserved_seconds:
@@ -94,12 +98,14 @@ class Budget:
             if reason:
                 raise BudgetExhausted(f"budget spent: {reason}")
             self._in_flight += requests
+            self._in_flight_tokens += requests * self.tokens_per_request
 
     def end_call(self, *, cached: bool, tokens: int, requests: int = 1, prompt_tokens: int = 0,
                  completion_tokens: int = 0) -> None:
         """Record requests that went out (a failed one counts: the endpoint may have done the work)."""
         with self._lock:
             self._in_flight -= requests
+            self._in_flight_tokens = max(0.0, self._in_flight_tokens - requests * self.tokens_per_request)
             if cached:
                 self.cached += requests
             else:

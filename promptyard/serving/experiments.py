@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import time
 import uuid
 from dataclasses import asdict, dataclass, field, replace
 
 from promptyard.errors import ExperimentError
-from promptyard.governance import Governance
+from promptyard.governance import Governance, check_weights
 from promptyard.registry import PromptRef, Registry
 
 __all__ = ["Experiment", "Experiments", "bucket", "choose_version", "tag_key"]
@@ -67,19 +66,6 @@ class Experiment:
     def with_weights(self, weights: dict[int, float]) -> Experiment:
         check_weights(weights)
         return replace(self, weights=dict(sorted(weights.items())), epoch=self.epoch + 1)
-
-
-def check_weights(weights: dict[int, float]) -> None:
-    if len(weights) < 2:
-        raise ExperimentError(f"An experiment needs at least two versions, got {sorted(weights) or 'none'}: "
-                              "e.g. --split 3=0.9 --split 4=0.1.")
-    bad = {v: w for v, w in weights.items() if not (isinstance(w, int | float) and 0 < w <= 1)}
-    if bad:
-        raise ExperimentError(f"Weights must lie in (0, 1]; got {bad}.")
-    total = sum(weights.values())
-    if not math.isclose(total, 1.0, abs_tol=1e-6):
-        raise ExperimentError(f"Weights sum to {total:g}, not 1: {dict(sorted(weights.items()))}. "
-                              "Make them add up to 1, e.g. --split 3=0.9 --split 4=0.1.")
 
 
 def bucket(experiment_id: str, unit_id: str) -> float:
@@ -169,16 +155,12 @@ class Experiments:
                                   f"({_split_text(running.weights)}): stop it first with `promptyard ab stop {ref}`.")
         protected = self.governance.policy.is_protected(parsed.alias)
         self.governance.may_start_experiment(parsed.name, parsed.alias)
-        broken = [c for c in (self.governance.promotion.contract_check(parsed.name, v) for v in sorted(weights)) if not c.ok]
-        if broken:
-            raise ExperimentError(f"Every version in the split must keep the prompt contract (apps format them all): "
-                                  f"{'; '.join(c.detail for c in broken)}.")
         experiment = Experiment(
             id=f"{parsed.name}@{parsed.alias}#{uuid.uuid4().hex[:8]}", prompt=parsed.name, alias=parsed.alias,
             control=control, weights=dict(sorted(weights.items())), started_at=time.time(), alpha=alpha,
             min_samples=min_samples, max_outcomes=max_outcomes, guardrails=guardrails, thompson=thompson,
         )
-        self.governance.start_experiment(parsed.name, parsed.alias, experiment.to_json(),
+        self.governance.start_experiment(parsed.name, parsed.alias, experiment.to_json(),  # checks the split
                                          after=json.loads(experiment.to_json()))
         if protected:
             for version in experiment.treatments:
@@ -192,8 +174,8 @@ class Experiments:
         if current is None or current.id != experiment.id:
             raise ExperimentError(f"Experiment {experiment.id} no longer runs on {experiment.ref}.")
         self.governance.reallocate_experiment(experiment.prompt, experiment.alias, experiment.to_json(),
-                                              thompson=current.thompson, before=current.weights,
-                                              after=experiment.weights, reason=f"reallocate (epoch {experiment.epoch})")
+                                              before=current.weights, after=experiment.weights,
+                                              reason=f"reallocate (epoch {experiment.epoch})")
 
     def stop(self, ref: str, *, decision: str = "stopped", winner: int | None = None, reason: str = "",
              analysis_run_id: str | None = None) -> dict:

@@ -39,3 +39,29 @@ def test_a_dataset_card_can_name_the_judge(fake_llm, tmp_path):
 def test_bad_judge_options(options, message):
     with pytest.raises(UserError, match=message):
         get_metric("llm_judge", **options)
+
+
+def test_a_rate_limited_judge_is_an_error_not_a_broken_metric(fake_llm, tmp_path, monkeypatch):
+    """The judge's 429s are retried; one that stays limited leaves that example unscored (never 'fix the metric')."""
+    from promptyard.runtime import Budget, get_settings
+
+    monkeypatch.setenv("PROMPTYARD_LM_ATTEMPTS", "2")
+    get_settings.cache_clear()
+    folder = write_dataset(tmp_path / "judged", tiny_rows())
+    card = (folder / "README.md").read_text().replace(
+        "metric: exact_label", "metric: llm_judge\nmetric_options: {rubric: \"Same sentiment as the reference?\"}")
+    (folder / "README.md").write_text(card)
+    data = load_dataset(str(folder))
+    rows = data.rows("test", 6)
+    limited = rows[0]["label"]  # the judge stays rate limited whenever it grades this label
+    fake_llm.fail_when = lambda r: "429" if r["messages"][-1]["content"].startswith("You grade") and \
+        f"Reference answer: {limited}\n" in r["messages"][-1]["content"] else None
+    budget = Budget()
+    result = score_template(SEED_TEMPLATE.replace("Classify", "Read carefully and classify"), rows,
+                            lm=make_lm(Endpoint.from_settings(), cache=False, budget=budget),
+                            metric=data.card.make_metric(budget=budget), input_fields=["text"], label_field="label",
+                            concurrency=1)
+    judged_errors = [e for e in result.examples if e.score is None]
+    assert judged_errors and all(e.error.startswith("judge: LMRateLimitError") for e in judged_errors)
+    assert all(e.score == 1.0 for e in result.examples if e.score is not None)
+    assert budget.calls == len(fake_llm.chat_requests())  # task, judge and retried judge requests: all charged

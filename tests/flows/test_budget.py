@@ -97,3 +97,11 @@ def test_token_and_time_budgets():
         held.start_call()
     held.release()
     held.start_call()
+
+
+def test_a_token_budget_holds_back_the_test_split_like_calls_do(fake_llm, tiny_dataset, seeded):
+    """The search stops for tokens, and the tokens both prompts need on the test split are still there."""
+    summary = run(tiny_dataset, budget={"tokens": 6000})
+    assert "copro stopped early (" in summary.decision and "tokens used" in summary.decision
+    assert summary.test.n == 40 and summary.registered_version == 2
+    assert summary.budget.tokens <= 6000

@@ -30,6 +30,12 @@ promotion:
 FORGED = json.dumps({"alias": "production", "reason": "looks fine"})
 
 
+def team_policy(more_rules: str = "") -> str:
+    """The team's policy; its `dataset` is the tickets folder of this test."""
+    folder = get_settings().home_dir.parent / "datasets" / "tickets"
+    return POLICY.replace("dataset: tickets", f"dataset: {folder}{more_rules}")
+
+
 @pytest.fixture
 def tickets(tmp_path):
     return load_dataset(write_dataset(tmp_path / "datasets" / "tickets", tiny_rows(300), test=150, validation=50))
@@ -39,7 +45,7 @@ def tickets(tmp_path):
 def team(registry, tickets):
     home = get_settings().home_dir
     home.mkdir(parents=True, exist_ok=True)
-    (home / "policy.yaml").write_text(POLICY)
+    (home / "policy.yaml").write_text(team_policy())
     users = {u: Governance.from_settings(registry, user=u) for u in ("alice", "bob", "carol", "dave", "vic",
                                                                       "scheduler")}
     users["alice"].register("support", "Be kind.\n\nQ: {{question}}")
@@ -179,7 +185,7 @@ def test_only_editors_record_evidence_and_the_policy_can_name_who(team, registry
     with pytest.raises(PermissionDeniedError, match="vic is viewer on 'support' and cannot record promotion evidence"):
         record(team, by="vic")
     home = get_settings().home_dir
-    (home / "policy.yaml").write_text(POLICY.replace("dataset: tickets}", "dataset: tickets, evidence_by: [ci]}"))
+    (home / "policy.yaml").write_text(team_policy(", evidence_by: [ci]"))
     alice = Governance.from_settings(registry, user="alice")
     team["bob"].approve("support", 2)
     record({"alice": alice})
@@ -201,8 +207,8 @@ def test_the_service_identity_registers_but_never_touches_a_protected_alias(team
     with pytest.raises(PermissionDeniedError, match="cannot start an experiment on support@production"):
         promptyard.Experiments(registry, bot).start("support@production", {1: 0.5, version: 0.5})
     assert snapshot(registry) == before
-    (get_settings().home_dir / "policy.yaml").write_text(POLICY.replace("approver: [bob, dave]",
-                                                                        "approver: [bob, dave, scheduler]"))
+    (get_settings().home_dir / "policy.yaml").write_text(team_policy().replace("approver: [bob, dave]",
+                                                                               "approver: [bob, dave, scheduler]"))
     bot = Governance.from_settings(registry, user="scheduler")
     with pytest.raises(PermissionDeniedError, match="scheduler is a service identity and cannot approve"):
         bot.approve("support", 2)
@@ -251,7 +257,7 @@ def test_a_card_naming_os_system_runs_nothing(team, registry, tmp_path, fake_llm
 # -- behind promptyard's back, without the guard -------------------------------------------------
 def test_an_alias_moved_behind_promptyards_back_is_reported(team, registry):
     assert invoke("audit", "verify", user="carol").splitlines()[-1] == \
-        "every protected alias is where the audit log put it"
+        "every protected alias and every version is what the audit log recorded"
     mlflow.MlflowClient(registry.tracking_uri, registry.tracking_uri).set_prompt_alias("support", "production", 2)
     out = invoke("audit", "verify", user="carol", code=1)
     assert "support@production points to v2, but the audit log put it on v1 (entry 3): it was moved outside " \
@@ -262,7 +268,7 @@ def test_history_and_what_an_alias_served_at_a_time(team, registry):
     from datetime import UTC, datetime
 
     before_any = "2000-01-01T00:00"
-    assert "has no move of support@production at or before" in invoke("prompts", "show", "support@production",
+    assert "support@production did not exist at 2000-01-01T00:00:00+00:00" in invoke("prompts", "show", "support@production",
                                                                         "--at", before_any, code=1)
     assert "is not a time: write it as ISO 8601" in invoke("prompts", "show", "support@production", "--at",
                                                            "yesterday", code=1)
@@ -276,3 +282,96 @@ def test_history_and_what_an_alias_served_at_a_time(team, registry):
     rows = json.loads(invoke("prompts", "history", "support", "--json"))
     assert [(r["version"], r["action"], r["user"]) for r in rows] == [(1, "alias", "alice"), (2, "promote", "alice")]
     assert rows[1]["reason"] == "won offline" and rows[1]["evidence_run_id"]
+
+
+# -- found by a hostile review ----------------------------------------------------------------------
+def test_hiding_the_production_version_from_mlflows_prompt_api_does_not_unprotect_it(team, registry):
+    client = mlflow.MlflowClient(registry.tracking_uri, registry.tracking_uri)
+    client.delete_prompt_version_tag("support", 1, "mlflow.prompt.is_prompt")  # an unguarded store
+    assert client.get_prompt_version_by_alias("support", "production") is None  # MLflow's prompt API: gone
+    assert registry.alias_version("support", "production") == 1  # promptyard reads the alias itself
+    with pytest.raises(PermissionDeniedError, match="support@production is protected \\(now v1\\)"):
+        team["alice"].set_alias("support", "production", 2)
+
+
+def test_approvals_count_only_when_audited_and_templates_only_as_registered(team, registry):
+    client = mlflow.MlflowClient(registry.tracking_uri, registry.tracking_uri)
+    client.set_prompt_version_tag("support", 2, "promptyard.approval.bob", FORGED)  # forged behind promptyard
+    record(team)
+    with pytest.raises(PermissionDeniedError, match="0 of 1 approval"):
+        team["alice"].promote("support", 2)
+    team["bob"].approve("support", 2)
+    client.set_prompt_version_tag("support", 2, "mlflow.prompt.text", "Rewritten in place.\n\nQ: {{question}}")
+    with pytest.raises(PermissionDeniedError, match="(?s)failed: approval, integrity.*v2's template changed after it was registered"):
+        team["alice"].promote("support", 2)
+    assert "support/2: v2's template changed after it was registered" in invoke("audit", "verify", code=1)
+    assert int(registry.get("support@production").version) == 1
+
+
+def test_online_evidence_must_name_an_experiment_that_ran(team, registry):
+    team["bob"].approve("support", 2)
+    record(team, split="online", dataset="online:made-up", dataset_digest=None, n=100000, low=0.2)
+    with pytest.raises(PermissionDeniedError, match="names experiment online:made-up, which the audit log never saw"):
+        team["alice"].promote("support", 2)
+
+
+def test_a_look_alike_dataset_folder_is_not_the_policys_dataset(team, registry, tmp_path):
+    fake = write_dataset(tmp_path / "elsewhere" / "tickets", tiny_rows(300)[::-1], test=150, validation=50)
+    team["bob"].approve("support", 2)
+    data = load_dataset(fake)
+    record(team, dataset_digest=data.digest, dataset_path=str(fake))  # same card name, other examples
+    with pytest.raises(PermissionDeniedError, match="at digest .*; the data is now"):
+        team["alice"].promote("support", 2)
+
+
+def test_the_policy_can_name_the_models_evidence_must_come_from(team, registry):
+    (get_settings().home_dir / "policy.yaml").write_text(team_policy(", evidence_models: [gpt-4o]"))
+    alice = Governance.from_settings(registry, user="alice")
+    team["bob"].approve("support", 2)
+    record({"alice": alice}, lm_model="fake-that-likes-v2")
+    with pytest.raises(PermissionDeniedError, match="was measured with model fake-that-likes-v2; the policy accepts "
+                                                    "gpt-4o"):
+        alice.promote("support", 2)
+
+
+def test_a_re_created_prompt_name_starts_afresh(team, registry):
+    mlflow.MlflowClient(registry.tracking_uri, registry.tracking_uri).delete_prompt("support")
+    bob = team["bob"]
+    bob.register("support", "Bob's.\n\nQ: {{question}}")
+    bob.register("support", "Bob's too.\n\nQ: {{question}}")  # v2 again: the old v2 was alice's
+    with pytest.raises(PermissionDeniedError, match="bob registered support/2 and cannot approve it"):
+        bob.approve("support", 2)  # alice's old v2 entry is about other content; the new v2 is bob's
+
+
+def test_mlflow_username_is_an_identity_only_where_a_server_checks_it(team, registry, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "bob")  # nothing checks that name on a local store
+    monkeypatch.setenv("PROMPTYARD_USER", "alice")
+    with pytest.raises(PermissionDeniedError, match="alice is editor on 'support' and cannot approve"):
+        Governance.from_settings(registry).approve("support", 2)
+
+
+def test_a_refused_policy_change_is_audited(team, tmp_path):
+    other = tmp_path / "mine.yaml"
+    other.write_text('roles:\n  "": {admin: [mallory]}\n')
+    assert "cannot change the policy" in invoke("policy", "apply", str(other), "--reason", "x", user="mallory", code=1)
+    assert [(e.user, e.action) for e in team["carol"].audit.entries() if e.action == "refused"] == [
+        ("mallory", "refused")]
+
+
+def test_experiment_splits_on_production_need_second_eyes_and_reallocations_change_only_weights(team, registry):
+    bob = team["bob"]
+    bob.register("support", "Bob's own.\n\nQ: {{question}}")  # v3, never approved by anyone else
+    experiments = promptyard.Experiments(registry, bob)
+    with pytest.raises(PermissionDeniedError, match="v3 would get support@production traffic with no second person"):
+        experiments.start("support@production", {1: 1e-9, 3: 1 - 1e-9})
+    experiment = experiments.start("support@production", {1: 0.5, 2: 0.5}, thompson=True)  # alice's v2: bob approves
+    alice_side = promptyard.Experiments(registry, team["alice"])
+    from dataclasses import replace
+    with pytest.raises(PermissionDeniedError, match="keeps the versions \\[1, 2\\], got \\[1, 3\\]"):
+        alice_side.update(replace(experiment, weights={1: 0.01, 3: 0.99}, epoch=1))
+    moved = replace(experiment, prompt="support.sandbox", weights={1: 0.2, 2: 0.8}, epoch=1)
+    with pytest.raises(PermissionDeniedError, match="may change the weights only, not prompt"):
+        team["alice"].reallocate_experiment("support", "production", moved.to_json(), before=None, after=None,
+                                            reason="sneaky")
+    alice_side.update(experiment.with_weights({1: 0.2, 2: 0.8}))  # a real reallocation: fine
+    assert experiments.get("support@production").weights == {1: 0.2, 2: 0.8}

@@ -21,6 +21,12 @@ promotion:
 """
 
 
+def team_policy(more_rules: str = "") -> str:
+    """The team's policy; its `dataset` is the tickets folder of this test."""
+    folder = get_settings().home_dir.parent / "datasets" / "tickets"
+    return POLICY.replace("dataset: tickets", f"dataset: {folder}{more_rules}")
+
+
 @pytest.fixture
 def tickets(tmp_path):
     """The dataset the policy names: 150 test examples."""
@@ -31,7 +37,7 @@ def tickets(tmp_path):
 def team(registry, tickets):
     home = get_settings().home_dir
     home.mkdir(parents=True, exist_ok=True)
-    (home / "policy.yaml").write_text(POLICY)
+    (home / "policy.yaml").write_text(team_policy())
     as_user = {u: Governance.from_settings(registry, user=u) for u in ("alice", "bob", "carol", "dave", "vic")}
     alice = as_user["alice"]
     alice.register("support", "Be kind.\n\nQ: {{question}}")
@@ -84,12 +90,12 @@ def test_a_protected_alias_cannot_be_moved_directly(team, registry):
     assert version_on(registry, "staging") == 2
 
 
-def test_promotion_needs_evidence_approval_and_contract(team, registry):
+def test_promotion_needs_evidence_approval_and_contract(team, registry, tickets):
     with pytest.raises(PermissionDeniedError) as refused:
         team["alice"].promote("support", 2)
     message = str(refused.value)
     assert "failed: evidence, approval" in message and "ok   contract" in message
-    assert "ab offline support/1 support/2 --dataset tickets" in message
+    assert f"ab offline support/1 support/2 --dataset {tickets.path.parent}" in message
     assert version_on(registry) == 1
 
     author_as_approver = Governance(registry, team["bob"].policy.__class__(
@@ -99,7 +105,8 @@ def test_promotion_needs_evidence_approval_and_contract(team, registry):
     team["bob"].approve("support", 2, reason="reviewed")
     run_id = evidence(registry, 2, team=team)
     checks = team["alice"].promote("support", 2, reason="offline A/B win")
-    assert [c.ok for c in checks] == [True, True, True] and checks[0].run_id == run_id
+    assert [(c.name, c.ok) for c in checks] == [("evidence", True), ("approval", True), ("contract", True),
+                                               ("integrity", True)] and checks[0].run_id == run_id
     assert version_on(registry) == 2
     last = team["alice"].audit.entries("support")[-1]
     assert (last.action, last.before, last.after, last.evidence_run_id, last.user) == ("promote", "1", "2", run_id, "alice")
@@ -181,7 +188,7 @@ def test_a_policy_file_edited_in_place_is_audited_on_first_use(team, registry):
 
     assert len(policy_entries()) == 1  # the team's policy, first used by the fixture
     home = get_settings().home_dir
-    (home / "policy.yaml").write_text(POLICY.replace("approver: [bob, dave]", "approver: [bob]"))
+    (home / "policy.yaml").write_text(team_policy().replace("approver: [bob, dave]", "approver: [bob]"))
     Governance.from_settings(registry, user="carol")
     Governance.from_settings(registry, user="alice")
     entries = policy_entries()
