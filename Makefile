@@ -21,7 +21,7 @@ demo: setup
 	$(BIN)/promptyard demo
 
 test: setup
-	$(BIN)/pytest
+	tests/loopback_only.sh $(BIN)/pytest
 
 up: setup
 	$(BIN)/promptyard up

