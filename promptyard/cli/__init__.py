@@ -13,7 +13,7 @@ import click
 
 from promptyard.cli import ab, audit, datasets, evaluate, history, library, optimize, policy, promotion, prompts, stack
 from promptyard.cli.common import PromptyardGroup
-from promptyard.runtime import apply_offline_env
+from promptyard.runtime import apply_offline_env, quiet_known_errors
 
 __all__ = ["cli", "main"]
 
@@ -33,6 +33,7 @@ def cli() -> None:
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # read when MLflow is first imported
     logging.getLogger("mlflow").setLevel(logging.WARNING)
     logging.getLogger("dspy.clients.lm").setLevel(logging.ERROR)
+    quiet_known_errors()
 
 
 for command in (stack.up, stack.down, stack.status, stack.deploy, datasets.datasets, optimize.optimize,
