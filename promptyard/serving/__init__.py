@@ -7,13 +7,15 @@ the offline A/B comparison of two versions. May import: `promptyard.governance`,
 `promptyard.evaluation`, `promptyard.registry`, `promptyard.runtime`, `promptyard.errors`.
 """
 
-from promptyard.serving.analysis import Analysis, VersionSummary, analyze, plot_over_time
+from promptyard.serving.analysis import Analysis, VersionSummary, analyze, analyze_outcomes, outcomes_of, plot_over_time
 from promptyard.serving.client import Assignment, PromptClient, ServedPrompt
 from promptyard.serving.events import EventStore, Observation
 from promptyard.serving.experiments import Experiment, Experiments, bucket, choose_version, tag_key
 from promptyard.serving.offline_ab import compare_prompts
 from promptyard.serving.quick import load_prompt, register_prompt
-from promptyard.serving.sequential import SequentialResult, sequential_comparison, thompson_weights
+from promptyard.serving.design import Plan, examples_needed, plan, split_alpha, units_needed
+from promptyard.serving.sequential import SequentialResult, msprt, sequential_comparison, thompson_weights
+from promptyard.serving.units import Outcomes
 
 __all__ = [
     "Analysis",
@@ -22,18 +24,27 @@ __all__ = [
     "Experiment",
     "Experiments",
     "Observation",
+    "Outcomes",
+    "Plan",
     "PromptClient",
     "SequentialResult",
     "ServedPrompt",
     "VersionSummary",
     "analyze",
+    "analyze_outcomes",
     "bucket",
     "choose_version",
     "compare_prompts",
+    "examples_needed",
     "load_prompt",
+    "msprt",
+    "outcomes_of",
+    "plan",
     "plot_over_time",
     "register_prompt",
     "sequential_comparison",
     "tag_key",
+    "split_alpha",
     "thompson_weights",
+    "units_needed",
 ]

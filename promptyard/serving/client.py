@@ -17,7 +17,12 @@ A/B tests (see `promptyard.experiments`): while an alias runs an experiment,
     reply = call_llm(a.prompt.format(question=q))
     client.record_outcome(a, 1 if thumbs_up else 0, latency_ms=..., cost=...)
 
-records one exposure per `assign` and one outcome per assignment in the event store.
+records one exposure per `assign` and one outcome per assignment in the event store — through an
+in-memory queue written in batches by a background thread (`writer`), never on the request path:
+`client.close()` (or the exit of the process) writes what is left; a crash loses at most the last
+`flush_interval` seconds of events. Assignment reads nothing either: a unit's version is the hash
+of (experiment id, unit id) onto the weights; after a reallocation, units that entered an earlier
+epoch keep their first version through an in-memory map loaded once per epoch in the background.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import tempfile
 import threading
 import time
@@ -34,15 +40,15 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from promptyard.errors import PromptNotFoundError, ServiceError, UserError
+from promptyard.errors import PromptNotFoundError, ServiceError, UnknownAssignmentError, UserError
+from promptyard.registry import PromptRef, Registry, render, variables
+from promptyard.serving.events import check_outcome
 from promptyard.serving.experiments import Experiment, check_unit, choose_version, tag_key
-from promptyard.registry import PromptRef
-from promptyard.registry import Registry
-from promptyard.registry import render, variables
 
 __all__ = ["PromptClient", "ServedPrompt", "Assignment"]
 
 log = logging.getLogger("promptyard.serving")
+_ASSIGNMENT_ID = re.compile(r"[0-9a-f]{32}").fullmatch
 
 
 @dataclass(frozen=True)
@@ -77,6 +83,44 @@ class Assignment:
         return self.prompt.version
 
 
+class _Sticky:
+    """Where units go in one epoch of one experiment: the hash, except units that entered an earlier
+    epoch with another version (loaded once, in the background, from the event store)."""
+
+    def __init__(self, experiment: Experiment):
+        self.experiment = experiment
+        self.moved: dict[str, int] = {}
+        self.ready = threading.Event()
+        if experiment.epoch == 0:
+            self.ready.set()
+
+    def load(self, client: PromptClient) -> None:
+        try:
+            experiment = self.experiment
+            first = client.events.first_versions(experiment.id, before_epoch=experiment.epoch)
+            self.moved = {unit: version for unit, version in first.items()
+                          if version in experiment.weights and version != choose_version(experiment, unit)}
+        except Exception as exc:  # keep reading per unit until a later epoch loads
+            log.warning("could not load the units of %s before epoch %s (%s); reading them one by one",
+                        self.experiment.id, self.experiment.epoch, exc)
+            return
+        self.ready.set()
+
+    def version(self, client: PromptClient, unit: str) -> int:
+        moved = self.moved.get(unit)
+        if moved is not None:
+            return moved
+        if not self.ready.is_set():  # the map is loading: this unit's first version, read once
+            try:
+                found = client.events.version_of(self.experiment.id, unit)
+            except Exception as exc:
+                log.warning("cannot read the first version of unit %s (%s); assigning by hash", unit, exc)
+                found = None
+            if found in self.experiment.weights:
+                return found
+        return choose_version(self.experiment, unit)
+
+
 @dataclass
 class _Entry:
     prompt: ServedPrompt
@@ -90,7 +134,7 @@ class PromptClient:
 
     def __init__(self, tracking_uri: str | None = None, *, ttl_seconds: float = 30.0,
                  snapshot_dir: str | Path | None = None, probe_timeout: float = 1.0,
-                 events_url: str | None = None):
+                 events_url: str | None = None, flush_interval: float = 0.2):
         from promptyard.runtime import get_settings
 
         settings = get_settings()
@@ -99,8 +143,10 @@ class PromptClient:
         self.snapshot_dir = Path(snapshot_dir) if snapshot_dir else settings.home_dir / "snapshots"
         self.probe_timeout = probe_timeout
         self.events_url = events_url or settings.events_url
+        self.flush_interval = flush_interval
         self._events = None
-        self._experiments: dict[str, Experiment] = {}
+        self._writer = None
+        self._sticky: dict[str, _Sticky] = {}  # experiment JSON (one per epoch) -> where units go
         self._cache: dict[str, _Entry] = {}
         self._lock = threading.Lock()
         self._key_locks: dict[str, threading.Lock] = {}
@@ -118,17 +164,16 @@ class PromptClient:
         return self._load_cold(ref, fallback)
 
     def assign(self, ref: str, unit_id: str, *, fallback: str | None = None) -> Assignment:
-        """The version `ref` serves to this unit: sticky under a running experiment, and recorded."""
+        """The version `ref` serves to this unit: sticky under a running experiment, and recorded.
+
+        No I/O on a warm client: the exposure is queued and written in the background."""
         unit = check_unit(unit_id)
         served = self.get(ref, fallback=fallback)
         if not served.experiment:
             return Assignment(None, None, unit, served)
-        experiment = self._experiments.get(served.experiment)
-        if experiment is None:
-            experiment = self._experiments.setdefault(served.experiment, Experiment.from_json(served.experiment))
-        version = self.events.version_of(experiment.id, unit) if experiment.epoch else None
-        if version not in experiment.weights:
-            version = choose_version(experiment, unit)
+        sticky = self._sticky.get(served.experiment) or self._sticky_for(served.experiment)
+        experiment = sticky.experiment
+        version = sticky.version(self, unit)
         prompt = served
         if version != served.version:
             try:
@@ -136,12 +181,16 @@ class PromptClient:
             except Exception as exc:  # version unreadable and never cached: serve the control, honestly recorded
                 log.warning("cannot read %s/%s (%s); serving version %s", experiment.prompt, version, exc,
                             served.version)
-        assignment_id = self.events.record_exposure(experiment.id, unit, experiment.prompt, prompt.version)
+        assignment_id = os.urandom(16).hex()
+        self.writer.exposure(assignment_id, experiment.id, unit, experiment.prompt, prompt.version, experiment.epoch)
         return Assignment(assignment_id, experiment.id, unit, prompt)
 
     def record_outcome(self, assignment: Assignment | str, value: float, *, latency_ms: float | None = None,
                        cost: float | None = None) -> bool:
-        """Store the outcome of an assignment (1/0 or a score); False when no experiment was running."""
+        """Record the outcome of an assignment (1/0 or a score); False when no experiment was running.
+
+        Queued, not written: an assignment this client issued is checked at once (a second outcome is
+        an error); an id from another process is matched to its exposure when written (see `writer`)."""
         if isinstance(assignment, Assignment):
             if assignment.id is None:
                 return False
@@ -150,7 +199,12 @@ class PromptClient:
             assignment_id = assignment
         else:
             raise UserError(f"record_outcome needs the Assignment returned by assign() (or its id), got {assignment!r}.")
-        self.events.record_outcome(assignment_id, value, latency_ms=latency_ms, cost=cost)
+        number = check_outcome(value, latency_ms, cost)
+        if not _ASSIGNMENT_ID(assignment_id):
+            raise UnknownAssignmentError(
+                f"No exposure with assignment id {assignment_id!r}: record outcomes for the Assignment returned by "
+                "`client.assign(...)` (or its `.id`, 32 hex characters).")
+        self.writer.outcome(assignment_id, number, latency_ms, cost)
         return True
 
     @property
@@ -163,10 +217,43 @@ class PromptClient:
                     self._events = EventStore(self.events_url)
         return self._events
 
+    @property
+    def writer(self):
+        """The background writer of this client's A/B events (created at the first event)."""
+        if self._writer is None:
+            from promptyard.serving.writer import EventWriter
+
+            events = self.events
+            with self._lock:
+                if self._writer is None:
+                    self._writer = EventWriter(events, interval=self.flush_interval)
+        return self._writer
+
+    def flush(self) -> None:
+        """Write the A/B events recorded so far now (they are otherwise written within `flush_interval`)."""
+        if self._writer is not None:
+            self._writer.flush()
+
     def close(self) -> None:
+        """Write the remaining A/B events and release connections; the client still reads prompts after."""
         self._pool.shutdown(wait=False, cancel_futures=True)
+        if self._writer is not None:
+            self._writer.close()
         if self._events is not None:
             self._events.close()
+
+    def _sticky_for(self, text: str) -> _Sticky:
+        sticky = _Sticky(Experiment.from_json(text))
+        with self._lock:
+            found = self._sticky.get(text)
+            if found is not None:
+                return found
+            for key in [k for k, v in self._sticky.items() if v.experiment.id == sticky.experiment.id]:
+                del self._sticky[key]  # an earlier epoch of the same experiment
+            self._sticky[text] = sticky
+        if not sticky.ready.is_set():
+            threading.Thread(target=sticky.load, args=(self,), name="promptyard-ab-units", daemon=True).start()
+        return sticky
 
     # -- loading ---------------------------------------------------------------------------------
     def _load_cold(self, ref: str, fallback: str | None) -> ServedPrompt:

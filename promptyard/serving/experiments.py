@@ -5,6 +5,11 @@ While `support@production` runs an experiment, the alias still points to the con
 `promptyard.ab.production` with the experiment as JSON: its id, the weight of each version, the
 control, the decision rule. `PromptClient.assign(ref, unit_id)` hashes (experiment id, unit id)
 onto the weights, so a unit always gets the same version while the experiment runs.
+
+The design is fixed when the experiment starts and stored with it: alpha and its split across the
+quality test and the guardrails (`levels`), the guardrail tolerances, the lift the experiment is
+sized for, the mixing standard deviations of the sequential tests, and how often the analysis
+looks. A reallocation changes the weights and the epoch, nothing else (governance refuses more).
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from dataclasses import asdict, dataclass, field, replace
 from promptyard.errors import ExperimentError
 from promptyard.governance import Governance, check_weights
 from promptyard.registry import PromptRef, Registry
+from promptyard.serving.design import split_alpha
 
 __all__ = ["Experiment", "Experiments", "bucket", "choose_version", "tag_key"]
 
@@ -43,10 +49,25 @@ class Experiment:
     guardrails: dict[str, float] = field(default_factory=lambda: {"latency_ms": 0.2, "cost": 0.2})
     thompson: bool = False
     epoch: int = 0  # bumped each time the weights are reallocated
+    lift: float = 0.05  # the quality lift (in outcome units) the experiment is sized to detect
+    mixture_sd: float | None = None  # τ of the quality test, outcome units (None: started before it was stored)
+    guardrail_mixture_sd: float = 0.1  # τ of the guardrail tests, on the relative scale (0.1 = 10%)
+    look_every: int = 100  # outcomes between two looks of the sequential tests
+    note: str = ""  # why it runs, e.g. the release it belongs to
 
     @property
     def ref(self) -> str:
         return f"{self.prompt}@{self.alias}"
+
+    @property
+    def quality_sd(self) -> float:
+        """τ of the quality test: stored at start, else the lift."""
+        return self.mixture_sd if self.mixture_sd is not None else self.lift
+
+    @property
+    def levels(self) -> dict[str, float]:
+        """The level of each test per treatment (quality, then each guardrail); together at most alpha."""
+        return split_alpha(self.alpha, len(self.treatments), self.guardrails)
 
     @property
     def treatments(self) -> list[int]:
@@ -123,8 +144,13 @@ class Experiments:
 
     def start(self, ref: str, weights: dict[int, float], *, alpha: float = 0.05, min_samples: int = 100,
               max_outcomes: int | None = None, guardrails: dict[str, float] | None = None,
-              thompson: bool = False) -> Experiment:
-        """Validate everything first; only then write the tag (nothing changes on bad input)."""
+              thompson: bool = False, lift: float = 0.05, mixture_sd: float | None = None,
+              look_every: int = 100, note: str = "") -> Experiment:
+        """Validate everything first; only then write the tag (nothing changes on bad input).
+
+        `min_samples` is units per version before the first look; `lift` the quality difference the
+        experiment is sized for (outcome units, e.g. 0.05 = 5 points of a rate), which is also the
+        quality test's τ unless `mixture_sd` is given."""
         parsed = self._alias_ref(ref)
         control = int(self.registry.get(parsed).version)  # the alias must exist: it is the control
         weights = {int(v): float(w) for v, w in weights.items()}
@@ -140,7 +166,15 @@ class Experiments:
         if not 0 < alpha < 0.5:
             raise ExperimentError(f"alpha {alpha} is not valid: use a level in (0, 0.5), e.g. 0.05.")
         if min_samples < 10:
-            raise ExperimentError(f"min_samples {min_samples} is too small: use 10 or more outcomes per version.")
+            raise ExperimentError(f"min_samples {min_samples} is too small: use 10 or more units per version.")
+        if not lift > 0:
+            raise ExperimentError(f"lift {lift} is not valid: give the smallest difference worth detecting, > 0 "
+                                  "(in outcome units, e.g. 0.05 for 5 points of a success rate).")
+        if mixture_sd is not None and not mixture_sd > 0:
+            raise ExperimentError(f"mixture_sd {mixture_sd} is not valid: give a standard deviation > 0, or leave "
+                                  "it out to use the lift.")
+        if int(look_every) < 1:
+            raise ExperimentError(f"look_every {look_every} is not valid: give a number of outcomes ≥ 1, e.g. 100.")
         if max_outcomes is not None and max_outcomes < 2 * min_samples:
             raise ExperimentError(f"max_outcomes {max_outcomes} is below 2 × min_samples ({2 * min_samples}): "
                                   "the test could never look at the data.")
@@ -159,6 +193,8 @@ class Experiments:
             id=f"{parsed.name}@{parsed.alias}#{uuid.uuid4().hex[:8]}", prompt=parsed.name, alias=parsed.alias,
             control=control, weights=dict(sorted(weights.items())), started_at=time.time(), alpha=alpha,
             min_samples=min_samples, max_outcomes=max_outcomes, guardrails=guardrails, thompson=thompson,
+            lift=float(lift), mixture_sd=float(mixture_sd if mixture_sd is not None else lift),
+            look_every=int(look_every), note=note,
         )
         self.governance.start_experiment(parsed.name, parsed.alias, experiment.to_json(),  # checks the split
                                          after=json.loads(experiment.to_json()))

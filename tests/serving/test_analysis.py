@@ -60,7 +60,12 @@ def test_three_way_experiment_uses_a_bonferroni_level_and_picks_the_best():
     exp = experiment(weights={3: 0.34, 4: 0.33, 5: 0.33})
     result = decide(exp, traffic({3: 0.3, 4: 0.33, 5: 0.45}, 1500, rng))
     assert (result.decision, result.winner) == ("promote", 5)
-    assert all(r["value"]["alpha"] == pytest.approx(0.025) for r in result.comparisons.values())
+    # alpha 0.05: 80% to quality, 20% shared by the two guardrails, each split over two treatments
+    assert result.levels == pytest.approx({"value": 0.02, "latency_ms": 0.0025, "cost": 0.0025})
+    assert sum(result.levels.values()) * len(exp.treatments) == pytest.approx(exp.alpha)
+    assert all(r["value"]["alpha"] == pytest.approx(0.02) for r in result.comparisons.values())
+    assert result.design == ("family-wise alpha 0.05 over 2 treatments × (quality + latency_ms + cost), Bonferroni: "
+                             "quality 0.02, latency_ms 0.0025, cost 0.0025 per treatment")
 
 
 def test_latency_guardrail_rolls_back_a_better_but_slower_version():
@@ -82,7 +87,7 @@ def test_cost_guardrail():
 def test_waits_for_data_then_ends_inconclusive_at_the_cap():
     rng = np.random.default_rng(1)
     early = decide(experiment(), traffic({3: 0.3, 4: 0.3}, 40, rng))
-    assert early.decision == "continue" and "v3 has 40/100 outcomes" in early.reason
+    assert early.decision == "continue" and "v3 has 40/100 units" in early.reason
     capped = decide(experiment(max_outcomes=1000), traffic({3: 0.3, 4: 0.3}, 600, rng))
     assert (capped.decision, capped.winner) == ("inconclusive", 3)
 
