@@ -207,13 +207,10 @@ def register_version(seed: SeedPrompt, candidate: Candidate, provenance: dict[st
                      message: str) -> tuple[int, bool]:
     """Register the candidate (or find the identical version already there) and move `candidate`."""
     governance = Governance.from_settings()
-    existing = governance.registry.find_version(seed.name, candidate.template, candidate.generation)
-    created = existing is None
-    if created:
-        existing = governance.register(seed.name, candidate.template, commit_message=message, provenance=provenance,
-                                       generation=candidate.generation)
-    governance.set_alias(seed.name, CANDIDATE_ALIAS, int(existing.version), reason=message)
-    return int(existing.version), created
+    version, created = governance.register_once(seed.name, candidate.template, generation=candidate.generation,
+                                                commit_message=message, provenance=provenance)
+    governance.set_alias(seed.name, CANDIDATE_ALIAS, int(version.version), reason=message)
+    return int(version.version), created
 
 
 @task(cache_policy=NO_CACHE, task_run_name="record the evidence", **RETRY)

@@ -68,6 +68,10 @@ def audit_verify(head) -> None:
     except ServiceError as exc:
         click.echo(f"aliases not checked: {exc}")
         return
+    from promptyard.governance import Journal
+
+    for entry in Journal(log, registry).settle_all():
+        click.echo(f"settled an interrupted write: {entry.action} {entry.prompt} v{entry.version} ({entry.reason})")
     drift = alias_drift(registry, log, load_policy(get_settings().home_dir))
     if drift:
         raise AuditTamperedError("The registry changed outside promptyard:\n  " + "\n  ".join(drift))

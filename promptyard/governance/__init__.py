@@ -2,7 +2,8 @@
 
 Owns the policy (roles per namespace, protected aliases, promotion rules), `Governance` (every
 registry write: role check, credential scan, author stamp, audit), the promotion checks
-(evidence, four-eyes approval, contract), the tags it owns, the hash-chained audit log, importing
+(evidence, four-eyes approval, contract), the tags it owns, the hash-chained audit log with its
+write-ahead journal and per-prompt lock, importing
 prompt files, and the MLflow server guard (`mlflow_guard`, loaded by `mlflow server --app-name
 promptyard-auth`). May import: `promptyard.evaluation`, `promptyard.registry`,
 `promptyard.runtime`, `promptyard.errors`.
@@ -14,6 +15,7 @@ from promptyard.governance.checks import Check, PromotionChecks
 from promptyard.governance.drift import alias_drift
 from promptyard.governance.evidence import Evidence, evidence_problem
 from promptyard.governance.experiment_rules import check_weights, reallocation_problem, split_problem
+from promptyard.governance.journal import Journal
 from promptyard.governance.policy import ROLES, Policy, PromotionRule, current_user, load_policy, parse_policy
 from promptyard.governance.prompt_files import ImportResult, import_prompts
 from promptyard.governance.secret_scan import find_secrets, redact, refuse_secrets
@@ -42,6 +44,7 @@ __all__ = [
     "Evidence",
     "Governance",
     "ImportResult",
+    "Journal",
     "Policy",
     "PromotionChecks",
     "PromotionRule",

@@ -23,6 +23,7 @@ from promptyard.governance.audit import AuditLog
 from promptyard.governance.checks import Check, PromotionChecks, template_digest
 from promptyard.governance.evidence import Evidence
 from promptyard.governance.experiment_rules import reallocation_problem, split_problem
+from promptyard.governance.journal import Journal
 from promptyard.governance.policy import Policy, current_user, load_policy
 from promptyard.governance.secret_scan import refuse_secrets
 from promptyard.governance.tags import (
@@ -87,6 +88,11 @@ class Governance:
         return governance
 
     @cached_property
+    def journal(self) -> Journal:
+        """Per-prompt lock and write-ahead intents: the audit log and the registry never disagree."""
+        return Journal(self.audit, self.registry)
+
+    @cached_property
     def promotion(self) -> PromotionChecks:
         """The promotion checks under this policy (runs are read through the tracker)."""
         return PromotionChecks(self.registry, self.policy, Tracker(self.registry.tracking_uri), self.audit, self.now)
@@ -141,31 +147,48 @@ class Governance:
         for key, value in (tags or {}).items():
             refuse_secrets(f"{key}={value}", f"Tag {key} of {name}")
         tags = {**(tags or {}), **(provenance or {}), TAG_AUTHOR: self.user}
-        version = self.registry._register(name, template, commit_message=commit_message, tags=tags,
-                                          generation=generation, available_fields=available_fields)
-        self.audit.append(self.user, "register", prompt=name, version=int(version.version), reason=commit_message,
-                          after={"template": template, "response_format": version.response_format,
-                                 "model_config": version.model_config})
+        with self.journal.writing(self.user, name, "register", template=template):
+            version = self.registry._register(name, template, commit_message=commit_message, tags=tags,
+                                              generation=generation, available_fields=available_fields)
+            self.audit.append(self.user, "register", prompt=name, version=int(version.version),
+                              reason=commit_message, after={"template": template, "response_format":
+                                                            version.response_format,
+                                                            "model_config": version.model_config})
         return version
+
+    def register_once(self, name: str, template: str, *, generation: GenerationConfig, commit_message: str = "",
+                      provenance: dict[str, str] | None = None) -> tuple[object, bool]:
+        """The version with exactly this template and request settings, registered unless one exists;
+        (version, created). Concurrent callers with the same template get the same version."""
+        self.require("editor", name, "register versions")
+        with self.journal.locked(name):
+            existing = self.registry.find_version(name, template, generation or GenerationConfig())
+            if existing is not None:
+                return existing, False
+            return self.register(name, template, commit_message=commit_message, provenance=provenance,
+                                 generation=generation), True
 
     @_audits_refusals("move an alias")
     def set_alias(self, name: str, alias: str, version: int, *, reason: str | None = None) -> None:
         """Move a non-protected alias, or create a protected alias that does not exist yet."""
         self.require("editor", name, f"move alias {alias!r}")
         self._refuse_service(name, alias, "set")
-        current = self.registry.alias_version(name, alias)
-        if current == int(version):
-            return
-        if self.policy.is_protected(alias):
-            if current is not None:
-                raise PermissionDeniedError(
-                    f"{name}@{alias} is protected (now v{current}): move it with `promptyard prompts promote {name} "
-                    f"{version} --to {alias}` (checks evidence, approval and contract), or roll back with "
-                    f"`promptyard prompts rollback {name} --to VERSION --alias {alias}`.")
-            self.promotion.require([self.promotion.contract_check(name, int(version))], name, int(version), alias)
-        self.registry._set_alias(name, alias, int(version))
-        self.audit.append(self.user, "alias", prompt=name, version=int(version), alias=alias, before=current,
-                          after=int(version), reason=reason)
+        with self.journal.locked(name):  # the check and the move are one step for every process
+            current = self.registry.alias_version(name, alias)
+            if current == int(version):
+                return
+            if self.policy.is_protected(alias):
+                if current is not None:
+                    raise PermissionDeniedError(
+                        f"{name}@{alias} is protected (now v{current}): move it with `promptyard prompts promote "
+                        f"{name} {version} --to {alias}` (checks evidence, approval and contract), or roll back with "
+                        f"`promptyard prompts rollback {name} --to VERSION --alias {alias}`.")
+                self.promotion.require([self.promotion.contract_check(name, int(version))], name, int(version),
+                                       alias)
+            with self.journal.writing(self.user, name, "alias", alias=alias, version=int(version)):
+                self.registry._set_alias(name, alias, int(version))
+                self.audit.append(self.user, "alias", prompt=name, version=int(version), alias=alias, before=current,
+                                  after=int(version), reason=reason)
 
     @_audits_refusals("promote")
     def promote(self, name: str, version: int, *, alias: str = "production", evidence_run_id: str | None = None,
@@ -175,13 +198,15 @@ class Governance:
         self._refuse_service(name, alias, "promote")
         version = int(version)
         self.registry.get(f"{name}/{version}")
-        current = self.registry.alias_version(name, alias)
-        checks = self.promotion.all(name, version, alias, evidence_run_id=evidence_run_id)
-        self.promotion.require(checks, name, version, alias)
-        self.registry._set_alias(name, alias, version)
-        evidence = next((c.run_id for c in checks if c.name == "evidence" and c.run_id), None)
-        self.audit.append(self.user, "promote", prompt=name, version=version, alias=alias, before=current,
-                          after=version, reason=reason, evidence_run_id=evidence)
+        with self.journal.locked(name):
+            current = self.registry.alias_version(name, alias)
+            checks = self.promotion.all(name, version, alias, evidence_run_id=evidence_run_id)
+            self.promotion.require(checks, name, version, alias)
+            evidence = next((c.run_id for c in checks if c.name == "evidence" and c.run_id), None)
+            with self.journal.writing(self.user, name, "promote", alias=alias, version=version):
+                self.registry._set_alias(name, alias, version)
+                self.audit.append(self.user, "promote", prompt=name, version=version, alias=alias, before=current,
+                                  after=version, reason=reason, evidence_run_id=evidence)
         return checks
 
     def held(self, name: str, alias: str) -> set[int]:
@@ -216,17 +241,19 @@ class Governance:
         self._refuse_service(name, alias, "roll back")
         version = int(version)
         self.registry.get(f"{name}/{version}")
-        current = self.registry.alias_version(name, alias)
-        held = self.held(name, alias)
-        if version not in held:
-            raise PermissionDeniedError(
-                f"v{version} never held {name}@{alias} (held: {', '.join(f'v{v}' for v in sorted(held)) or 'none'}, "
-                f"from the audit log): a rollback returns to an earlier version; use `promptyard prompts promote "
-                f"{name} {version} --to {alias}`.")
-        self.promotion.require([self.promotion.contract_check(name, version)], name, version, alias)
-        self.registry._set_alias(name, alias, version)
-        self.audit.append(self.user, "rollback", prompt=name, version=version, alias=alias, before=current,
-                          after=version, reason=reason)
+        with self.journal.locked(name):
+            current = self.registry.alias_version(name, alias)
+            held = self.held(name, alias)
+            if version not in held:
+                raise PermissionDeniedError(
+                    f"v{version} never held {name}@{alias} (held: {', '.join(f'v{v}' for v in sorted(held)) or 'none'}"
+                    f", from the audit log): a rollback returns to an earlier version; use `promptyard prompts "
+                    f"promote {name} {version} --to {alias}`.")
+            self.promotion.require([self.promotion.contract_check(name, version)], name, version, alias)
+            with self.journal.writing(self.user, name, "rollback", alias=alias, version=version):
+                self.registry._set_alias(name, alias, version)
+                self.audit.append(self.user, "rollback", prompt=name, version=version, alias=alias, before=current,
+                                  after=version, reason=reason)
 
     # -- approvals, contract, evidence, experiments, prompt tags --------------------------------
     @_audits_refusals("approve or reject")

@@ -27,7 +27,7 @@ from promptyard.runtime import engine_for
 __all__ = ["AuditLog", "AuditEntry", "ACTIONS", "ALIAS_MOVES"]
 
 ACTIONS = ("register", "alias", "approve", "reject", "promote", "rollback", "policy", "experiment", "tag",
-           "evidence", "refused", "delete")
+           "evidence", "refused", "delete", "intent", "abandoned")
 ALIAS_MOVES = ("alias", "promote", "rollback")
 GENESIS = "0" * 64
 

@@ -41,21 +41,23 @@ def test_an_online_winner_written_by_the_starter_needs_another_approver(policy, 
     bob.register("support", "Be kind and give the order status.\n\nQ: {{question}}")
     monkeypatch.setenv("PROMPTYARD_USER", "bob")  # bob starts the test of his own version: no approval recorded
     experiments = Experiments(registry)
+    with pytest.raises(PermissionDeniedError, match="no second person's eyes on it: bob registered it"):
+        experiments.start("support@production", {1: 0.5, 2: 0.5}, min_samples=30)
+    assert experiments.get("support@production") is None
+    monkeypatch.setenv("PROMPTYARD_USER", "carol")  # a second approver looks at v2 first
+    Governance.from_settings(registry).approve("support", 2)
+    monkeypatch.setenv("PROMPTYARD_USER", "bob")
     experiments.start("support@production", {1: 0.5, 2: 0.5}, min_samples=30)
     client = PromptClient()
     for unit in range(400):
         a = client.assign("support@production", f"u{unit}")
         client.record_outcome(a, (unit % 10) < (2 if a.version == 1 else 7))
+    client.close()
     result = analyze_experiment(prompt="support@production")
-    assert result["decision"] == "promote" and result["applied"]["decision"] == "promotion-refused"
-    assert "0 of 1 approval(s)" in result["applied"]["reason"]
-    assert int(registry.get("support@production").version) == 1 and experiments.get("support@production") is None
-    # the analysis run stays valid evidence: a second approver can promote by hand
-    monkeypatch.setenv("PROMPTYARD_USER", "carol")
-    Governance.from_settings(registry).approve("support", 2)
-    checks = Governance.from_settings(registry, user="bob").promote("support", 2)
-    assert checks[0].run_id == result["run_id"] and "online" in checks[0].detail
-    assert int(registry.get("support@production").version) == 2
+    assert result["decision"] == "promote" and result["applied"]["decision"] == "promote", result
+    assert int(registry.get("support@production").version) == 2 and experiments.get("support@production") is None
+    checks = Governance.from_settings(registry).promotion.all("support", 2, "production")
+    assert next(c for c in checks if c.name == "approval").ok
 
 
 def test_starting_an_experiment_on_production_needs_an_approver(policy, registry, monkeypatch):
