@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from promptyard.errors import UserError
-from promptyard.runtime import get_settings
+from promptyard.runtime import get_settings, read_text
 
 __all__ = ["policy"]
 
@@ -50,7 +50,7 @@ def policy_check(path: Path) -> None:
     """
     from promptyard.governance import parse_policy
 
-    parsed = parse_policy(path.read_text(), str(path))
+    parsed = parse_policy(read_text(path, "policy file"), str(path))
     click.echo(f"{path}: valid ({sum(len(r) for r in parsed.roles.values())} role grants, "
                f"protected: {', '.join(sorted(parsed.protected_aliases))})")
 

@@ -8,6 +8,7 @@ import click
 
 from promptyard.cli.common import emit, open_governance, open_registry, parse_pairs
 from promptyard.errors import UserError
+from promptyard.runtime import read_text
 
 __all__ = ["prompts", "describe_version"]
 
@@ -50,8 +51,12 @@ def register(name, template, path, message, tags, dataset, aliases, as_json) -> 
     """
     if (template is None) == (path is None):
         raise UserError("Give the template with exactly one of --template TEXT or --file PATH.")
-    text = path.read_text(encoding="utf-8") if path else template.replace("\\n", "\n")
+    text = read_text(path, "template file") if path else template.replace("\\n", "\n")
     tag_map = parse_pairs(tags, "--tag")
+    from promptyard.registry import PromptRef, Template
+
+    PromptRef.parse(name)  # a bad name, or an empty, malformed or oversized template, fails before any service
+    Template.parse(text)
     fields = None
     if dataset:
         from promptyard.evaluation import load_card

@@ -19,6 +19,7 @@ from promptyard.errors import DatasetError, TemplateError
 from promptyard.evaluation.metric_catalog import get_metric
 from promptyard.evaluation.metrics import Metric
 from promptyard.registry import check_variables, variables
+from promptyard.runtime import read_text
 
 __all__ = ["DatasetCard", "LoadedDataset", "load_card", "load_dataset", "datasets_dir", "list_datasets",
            "dataset_digest"]
@@ -95,6 +96,9 @@ def _resolve(ref: str | Path) -> Path:
     if candidate.is_dir():
         return candidate
     known = ", ".join(list_datasets()) or "none"
+    if path.is_absolute() or len(path.parts) > 1 or str(ref).startswith((".", "~")):
+        raise DatasetError(f"Dataset folder {str(ref)!r} does not exist: give a folder holding {DATA_FILE} and a "
+                           f"{CARD_FILE} card, or one of the names under {datasets_dir()} ({known}).")
     raise DatasetError(
         f"Dataset {str(ref)!r} not found: it is neither a folder nor a name under {datasets_dir()} "
         f"(known: {known}). Create datasets/{ref}/ with {DATA_FILE} and a {CARD_FILE} card."
@@ -106,7 +110,7 @@ def load_card(ref: str | Path) -> DatasetCard:
     card_path = folder / CARD_FILE
     if not card_path.is_file():
         raise DatasetError(f"Dataset card {card_path} is missing: add it with YAML front matter.")
-    text = card_path.read_text(encoding="utf-8")
+    text = read_text(card_path, "dataset card")
     if not text.startswith("---"):
         raise DatasetError(f"Dataset card {card_path} has no YAML front matter (start it with ---).")
     try:
@@ -164,7 +168,7 @@ def load_dataset(ref: str | Path, *, cache_dir: Path | None = None) -> LoadedDat
     if not data_path.is_file():
         raise DatasetError(f"Data file {data_path} is missing: put the examples there, one JSON object per line.")
     raw = data_path.read_bytes()
-    count = _check_rows(data_path, raw.decode("utf-8"), card)
+    count = _check_rows(data_path, read_text(data_path, "data file"), card)
     needed = card.test_size + card.validation_size + 2
     if count == 0:
         raise DatasetError(f"Data file {data_path} is empty: add examples, one JSON object per line.")

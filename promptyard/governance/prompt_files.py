@@ -64,7 +64,7 @@ def _plan(governance: Governance, path: Path) -> _Plan:
             governance.require("approver", name, f"change the contract in {path}")
     Template.parse(data["template"])  # a broken template fails here, before any write
     return _Plan(path, name, data["template"],
-                 GenerationConfig.from_model_config(data.get("model_config") or {}, data.get("response_format")),
+                 GenerationConfig.checked(data.get("model_config"), data.get("response_format"), str(path)),
                  tags, wanted,
                  data.get("commit_message") or f"import {path.name}")
 

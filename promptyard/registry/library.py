@@ -15,8 +15,10 @@ from typing import Any
 import yaml
 
 from promptyard.errors import UserError
+from promptyard.registry.refs import PromptRef
 from promptyard.registry.store import Registry
 from promptyard.registry.templates import diff
+from promptyard.runtime import read_text
 
 __all__ = ["search_prompts", "diff_versions", "export_prompts", "read_prompt_file", "prompt_files", "user_tags"]
 
@@ -78,11 +80,35 @@ def _path_for(folder: Path, name: str) -> Path:
     return folder.joinpath(*dirs, f"{leaf}.yaml") if dirs else folder / f"{leaf}.yaml"
 
 
+def _export_paths(folder: Path, names: list[str]) -> dict[str, Path]:
+    """One file per prompt, or a UserError naming the prompts that would share one (nothing written)."""
+    unusable = []
+    for name in names:
+        try:
+            PromptRef.parse(name)
+        except UserError:
+            unusable.append(name)
+    if unusable:  # made outside promptyard (e.g. 'a..b' would land on a/b.yaml)
+        raise UserError(f"Prompt name(s) {', '.join(map(repr, unusable))} cannot be exported: empty parts between "
+                        "dots make file names ambiguous. Nothing was written: register them under a valid name, or "
+                        "export the others with --namespace.")
+    paths = {name: _path_for(folder, name) for name in names}
+    by_path: dict[Path, list[str]] = {}
+    for name, path in paths.items():
+        by_path.setdefault(path.resolve(), []).append(name)
+    clashes = [names for names in by_path.values() if len(names) > 1]
+    if clashes:
+        raise UserError("These prompts would be exported to the same file: "
+                        + "; ".join(" and ".join(repr(n) for n in names) for names in clashes)
+                        + ". Nothing was written: rename one of them, or export with --namespace to split them.")
+    return paths
+
+
 def export_prompts(registry: Registry, folder: Path, *, namespace: str | None = None) -> list[Path]:
     written = []
-    for prompt in registry.list():
-        if namespace and not prompt.name.startswith(namespace):
-            continue
+    prompts = [p for p in registry.list() if not namespace or p.name.startswith(namespace)]
+    paths = _export_paths(folder, [p.name for p in prompts])
+    for prompt in prompts:
         latest = registry.get(prompt.name)
         template = registry.template_text(latest)
         contract = registry.declared_contract(prompt.name)
@@ -95,7 +121,7 @@ def export_prompts(registry: Registry, folder: Path, *, namespace: str | None = 
             if contract else None,
             "tags": user_tags(prompt.tags), "aliases": dict(sorted(aliases.items())),
         }
-        path = _path_for(folder, prompt.name)
+        path = paths[prompt.name]
         path.parent.mkdir(parents=True, exist_ok=True)
         header = (f"# {prompt.name}: exported from the registry. Edit and run `promptyard prompts import`; "
                   "`version` and `aliases` are for reading only.\n")
@@ -106,7 +132,7 @@ def export_prompts(registry: Registry, folder: Path, *, namespace: str | None = 
 
 def read_prompt_file(path: Path) -> dict[str, Any]:
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.safe_load(read_text(path, "prompt file"))
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         raise UserError(f"{path}{f' line {mark.line + 1}' if mark else ''} does not parse: "

@@ -10,7 +10,8 @@ from promptyard.errors import UserError
 
 __all__ = ["PromptRef"]
 
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")  # MLflow's rule; namespaces use dots: support.refund
+# MLflow's rule, with dots only between non-empty parts (namespaces: support.refund)
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-]*(?:\.[A-Za-z0-9_\-]+)*$")
 _ALIAS = re.compile(r"^[A-Za-z][A-Za-z0-9_\-]*$")
 
 
@@ -36,7 +37,8 @@ class PromptRef:
         if not _NAME.match(ref_obj.name):
             raise UserError(
                 f"Prompt reference {ref!r} is not valid: write NAME, NAME/VERSION or NAME@ALIAS "
-                "(names use letters, digits, '.', '-', '_'; namespaces are dotted prefixes, e.g. support.refund)."
+                "(names use letters, digits, '-', '_' and single dots between parts; namespaces are dotted "
+                "prefixes, e.g. support.refund)."
             )
         return ref_obj
 

@@ -13,7 +13,9 @@ from dataclasses import dataclass
 
 from promptyard.errors import TemplateError
 
-__all__ = ["Template", "variables", "render", "check_variables", "diff"]
+__all__ = ["Template", "variables", "render", "check_variables", "diff", "MAX_TEMPLATE_CHARS"]
+
+MAX_TEMPLATE_CHARS = 100_000  # MLflow refuses longer prompt text
 
 _VAR = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 _BAD_VAR = re.compile(r"\{\{(?!\s*[A-Za-z_][A-Za-z0-9_]*\s*\}\})")
@@ -70,6 +72,11 @@ class Template:
     def parse(cls, text: str) -> Template:
         if not text.strip():
             raise TemplateError("The template is empty: give it an instruction and a {{variable}}.")
+        if len(text) > MAX_TEMPLATE_CHARS:
+            raise TemplateError(
+                f"The template has {len(text):,} characters; MLflow's prompt registry holds at most "
+                f"{MAX_TEMPLATE_CHARS:,}: shorten it (move reference material into a variable filled at run time)."
+            )
         if _BAD_VAR.search(text):
             raise TemplateError(
                 "The template has a malformed placeholder: write variables as {{name}} with a "

@@ -8,6 +8,7 @@ runs), progress bars, SQL engines for promptyard's own tables, and the local sta
 
 from promptyard.runtime.budget import Budget, BudgetUsage
 from promptyard.runtime.endpoint import Endpoint, check_endpoint, is_transient, is_transport_error, make_lm
+from promptyard.runtime.files import read_text
 from promptyard.runtime.health import require_answer
 from promptyard.runtime.logs import quiet_known_errors
 from promptyard.runtime.progress import scoring_progress
@@ -31,6 +32,7 @@ __all__ = [
     "is_transient_service_error",
     "is_transport_error",
     "make_lm",
+    "read_text",
     "quiet_known_errors",
     "require_answer",
     "scoring_progress",
