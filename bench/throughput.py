@@ -80,7 +80,7 @@ def overhead(lm, rows, candidates: int, concurrency: int) -> tuple[float, float]
     def score_and_log() -> None:
         parent = tracker.start_run("bench")
         futures = [evaluate_candidate.submit(i, Candidate(SEED_TEMPLATE, "bench"), validation, data.card, spec, parent,
-                                             seed, {}) for i in range(1, candidates + 1)]
+                                             f"bench-{i}", seed, {}) for i in range(1, candidates + 1)]
         [future.result() for future in futures]
         tracker.finish(parent)
 
