@@ -115,7 +115,10 @@ def main() -> None:
         ours(lm, rows[:20], args.concurrency)  # warm up
         promptyard_rate = ours(lm, rows, args.concurrency)
         dspy_rate = dspy_evaluate(lm, rows, args.concurrency)
-        wall, lm_time = overhead(lm, rows, args.candidates, args.concurrency)
+        from prefect.testing.utilities import prefect_test_harness
+
+        with prefect_test_harness(server_startup_timeout=120):  # a temporary Prefect API for the flow
+            wall, lm_time = overhead(lm, rows, args.candidates, args.concurrency)
 
     print(f"\nscoring {args.examples} examples, endpoint latency {args.latency * 1000:.0f} ms, concurrency {args.concurrency}")
     print(f"{'':<28}{'calls/s':>10}{'of limit':>10}")
