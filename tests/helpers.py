@@ -41,3 +41,12 @@ def governed(registry, user: str = "tester"):
     from promptyard.governance import Governance
 
     return Governance.from_settings(registry, user=user)
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on (for a server a test starts)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

@@ -1,10 +1,9 @@
 """The bundled SmolLM2-135M, served by `promptyard up --only llm`, through the whole flow."""
 
-import socket
 
 import mlflow
 import pytest
-from helpers import governed
+from helpers import free_port, governed
 
 from flows.optimize import optimize_prompt
 from promptyard.runtime import stack
@@ -13,11 +12,6 @@ from promptyard.runtime import Settings, get_settings
 
 pytestmark = pytest.mark.real_model
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

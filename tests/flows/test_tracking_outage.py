@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -13,21 +12,16 @@ from pathlib import Path
 
 import mlflow
 import pytest
-from helpers import SEED_TEMPLATE, governed
+from helpers import SEED_TEMPLATE, free_port, governed
 
 from promptyard.runtime import Settings, get_settings, stack
 
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture
 def mlflow_server(tmp_path, monkeypatch):
     monkeypatch.delenv("PROMPTYARD_MLFLOW_TRACKING_URI")  # the test's SQLite store: this test needs a server
-    settings = Settings(home=tmp_path / "server", mlflow_port=_free_port())
+    settings = Settings(home=tmp_path / "server", mlflow_port=free_port())
     assert settings.tracking_uri.startswith("http://127.0.0.1:")
     with stack.running(settings, ("mlflow",), echo=lambda _: None):
         monkeypatch.setenv("PROMPTYARD_MLFLOW_TRACKING_URI", settings.tracking_uri)

@@ -12,15 +12,11 @@ import time
 from pathlib import Path
 
 import psutil
+from helpers import free_port
 import pytest
 
 from promptyard.runtime import Settings, stack
 
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _port_open(port: int) -> bool:
@@ -39,7 +35,7 @@ def stranger():
 
 @pytest.mark.parametrize("recorded", ["legacy", "reused"])
 def test_down_never_kills_a_pid_that_is_not_ours(tmp_path, stranger, recorded):
-    settings = Settings(home=tmp_path / "home", mlflow_port=_free_port())
+    settings = Settings(home=tmp_path / "home", mlflow_port=free_port())
     run = settings.home_dir / "run"
     run.mkdir(parents=True)
     if recorded == "legacy":  # a bare pid, as older versions wrote: nothing proves it is ours
@@ -92,7 +88,7 @@ def _assert_gone(pid: int, port: int) -> None:
     (signal.SIGTERM, "serving"), (signal.SIGINT, "serving"), (signal.SIGTERM, "starting"),
 ])
 def test_an_interrupted_command_leaves_no_server_behind(tmp_path, sig, when):
-    home, port = tmp_path / "home", _free_port()
+    home, port = tmp_path / "home", free_port()
     command = subprocess.Popen([sys.executable, "-c", _SERVE, str(home), str(port)], stdout=subprocess.PIPE,
                                text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     try:

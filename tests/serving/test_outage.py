@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import threading
 import time
 
 import pytest
-from helpers import governed
+from helpers import free_port, governed
 
 from promptyard.registry import Registry
 from promptyard.runtime import Settings, get_settings, stack
@@ -19,11 +18,6 @@ from promptyard.serving import PromptClient
 BOUND_S = 3.0  # a cold start never waits longer than this for a server that does not answer
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
 
 @pytest.fixture(scope="module")
 def shared_server(tmp_path_factory):
@@ -31,7 +25,7 @@ def shared_server(tmp_path_factory):
     home = tmp_path_factory.mktemp("server")
     with pytest.MonkeyPatch.context() as patch:
         patch.delenv("PROMPTYARD_MLFLOW_TRACKING_URI", raising=False)
-        settings = Settings(home=home, mlflow_port=_free_port())
+        settings = Settings(home=home, mlflow_port=free_port())
     with stack.running(settings, ("mlflow",), echo=lambda _: None):
         registry = Registry(settings.tracking_uri)
         governed(registry).register("support", "Be kind.\n\nQ: {{question}}")
