@@ -11,7 +11,8 @@ import os
 
 import click
 
-from promptyard.cli import ab, audit, datasets, evaluate, history, library, optimize, policy, promotion, prompts, stack
+from promptyard.cli import (ab, audit, datasets, evaluate, history, library, optimize, policy, promotion, prompts,
+                            release, stack)
 from promptyard.cli.common import PromptyardGroup
 from promptyard.runtime import apply_offline_env, quiet_known_errors
 
@@ -36,9 +37,9 @@ def cli() -> None:
     quiet_known_errors()
 
 
-for command in (stack.up, stack.down, stack.status, stack.deploy, datasets.datasets, optimize.optimize,
-                optimize.demo, optimize.optimizers, evaluate.eval_, prompts.prompts, ab.ab, audit.audit,
-                policy.policy):
+for command in (stack.up, stack.down, stack.status, stack.deploy, stack.worker, datasets.datasets,
+                optimize.optimize, optimize.demo, optimize.optimizers, evaluate.eval_, prompts.prompts, ab.ab,
+                release.release, audit.audit, policy.policy):
     cli.add_command(command)
 for command in (promotion.promote, promotion.approve, promotion.reject, promotion.rollback, promotion.contract,
                 history.history, library.search, library.diff, library.export, library.import_):

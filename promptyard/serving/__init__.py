@@ -7,13 +7,22 @@ the offline A/B comparison of two versions. May import: `promptyard.governance`,
 `promptyard.evaluation`, `promptyard.registry`, `promptyard.runtime`, `promptyard.errors`.
 """
 
-from promptyard.serving.analysis import Analysis, VersionSummary, analyze, analyze_outcomes, outcomes_of, plot_over_time
+from promptyard.serving.analysis import (
+    Analysis,
+    VersionSummary,
+    analyze,
+    analyze_outcomes,
+    outcomes_of,
+    plan_before_start,
+    plot_over_time,
+)
 from promptyard.serving.client import Assignment, PromptClient, ServedPrompt
+from promptyard.serving.design import Plan, examples_needed, plan, split_alpha, units_needed
 from promptyard.serving.events import EventStore, Observation
 from promptyard.serving.experiments import Experiment, Experiments, bucket, choose_version, tag_key
 from promptyard.serving.offline_ab import compare_prompts
 from promptyard.serving.quick import load_prompt, register_prompt
-from promptyard.serving.design import Plan, examples_needed, plan, split_alpha, units_needed
+from promptyard.serving.release import Release, ReleaseStep
 from promptyard.serving.sequential import SequentialResult, msprt, sequential_comparison, thompson_weights
 from promptyard.serving.units import Outcomes
 
@@ -27,6 +36,8 @@ __all__ = [
     "Outcomes",
     "Plan",
     "PromptClient",
+    "Release",
+    "ReleaseStep",
     "SequentialResult",
     "ServedPrompt",
     "VersionSummary",
@@ -40,11 +51,12 @@ __all__ = [
     "msprt",
     "outcomes_of",
     "plan",
+    "plan_before_start",
     "plot_over_time",
     "register_prompt",
     "sequential_comparison",
-    "tag_key",
     "split_alpha",
+    "tag_key",
     "thompson_weights",
     "units_needed",
 ]

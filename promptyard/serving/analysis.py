@@ -21,13 +21,14 @@ from pathlib import Path
 
 import numpy as np
 
-from promptyard.serving.design import levels_text, plan
+from promptyard.serving.design import Plan, levels_text, plan
 from promptyard.serving.events import Observation
 from promptyard.serving.experiments import Experiment
 from promptyard.serving.sequential import msprt, thompson_weights
 from promptyard.serving.units import Outcomes, arm_summary, contrast_path, look_points, unit_means
 
-__all__ = ["VersionSummary", "Analysis", "analyze", "analyze_outcomes", "outcomes_of", "plot_over_time"]
+__all__ = ["VersionSummary", "Analysis", "analyze", "analyze_outcomes", "outcomes_of", "plan_before_start",
+           "plot_over_time"]
 
 
 @dataclass(frozen=True)
@@ -188,6 +189,23 @@ def _observed_plan(experiment: Experiment, outcomes: Outcomes, versions: list[Ve
     return found.as_dict() | {"text": found.text()}
 
 
+def plan_before_start(experiment: Experiment, history: tuple[list[str], list[float]] | None = None,
+                      base_rate: float | None = None) -> Plan:
+    """Units the experiment needs, before any traffic: from a declared base rate, else from the control's
+    outcomes in earlier experiments (`EventStore.history`), else assuming 0.5 (a rate's largest variance)."""
+    common = dict(lift=experiment.lift, tau=experiment.quality_sd, alpha=experiment.levels["value"])
+    if base_rate is not None:
+        return plan(experiment.weights, experiment.control, base_rate=base_rate, source="declared", **common)
+    units, values = history or ([], [])
+    if len(set(units)) >= 30:
+        earlier = Outcomes.from_columns(unit=units, arm=[experiment.control] * len(values), value=values)
+        mean, var, count, _ = arm_summary(earlier, experiment.control)
+        return plan(experiment.weights, experiment.control, base_rate=mean, unit_var=var * count,
+                    source=f"observed: {count} units of v{experiment.control} in earlier experiments", **common)
+    return plan(experiment.weights, experiment.control, base_rate=0.5, **common,
+                source=f"assumed: no outcomes of v{experiment.control} yet, declare --base-rate")
+
+
 def _waiting_reason(experiment: Experiment, versions: list[VersionSummary]) -> str:
     short = [s for s in versions if s.units < experiment.min_samples]
     if short:
@@ -221,7 +239,8 @@ def plot_over_time(experiment: Experiment, observations: list[Observation], path
     ax.set_xlabel("minutes since start")
     ax.set_ylabel("mean outcome so far")
     ax.set_title(f"{experiment.ref} · {experiment.id}")
-    ax.legend(loc="best")
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(loc="best")
     ax.grid(alpha=0.3)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)

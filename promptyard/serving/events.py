@@ -191,23 +191,24 @@ class EventStore:
                 .order_by(exposures.c.at, exposures.c.id).limit(1)
             ).scalar()
 
-    def _first_exposures(self, experiment_id: str):
-        """Subquery: each unit's first exposure in the experiment (its arm and its entry epoch)."""
-        rank = sa.func.row_number().over(partition_by=exposures.c.unit_id,
-                                         order_by=(exposures.c.at, exposures.c.id)).label("rank")
-        ranked = (sa.select(exposures.c.unit_id, exposures.c.version, exposures.c.epoch, rank)
-                  .where(exposures.c.experiment_id == experiment_id).subquery())
-        return sa.select(ranked.c.unit_id, ranked.c.version, ranked.c.epoch).where(ranked.c.rank == 1).subquery()
+    def _first_exposures(self, conn, experiment_id: str, before_epoch: int | None = None) -> dict[str, tuple[int, int]]:
+        """unit id -> (version, epoch) of its first exposure in the experiment: its arm and its entry epoch."""
+        query = (sa.select(exposures.c.unit_id, exposures.c.version, exposures.c.epoch)
+                 .where(exposures.c.experiment_id == experiment_id).order_by(exposures.c.at, exposures.c.id))
+        first: dict[str, tuple[int, int]] = {}
+        for unit, version, epoch in conn.execute(query):
+            if unit not in first:
+                first[unit] = (int(version), int(epoch))
+        if before_epoch is not None:
+            first = {unit: found for unit, found in first.items() if found[1] < before_epoch}
+        return first
 
     def first_versions(self, experiment_id: str, *, before_epoch: int | None = None) -> dict[str, int]:
         """unit id -> the version of its first exposure, for units that entered before `before_epoch`."""
         self.flush_buffers()
-        first = self._first_exposures(experiment_id)
-        query = sa.select(first.c.unit_id, first.c.version)
-        if before_epoch is not None:
-            query = query.where(first.c.epoch < before_epoch)
         with self.engine.connect() as conn:
-            return {unit: int(version) for unit, version in conn.execute(query)}
+            return {unit: version for unit, (version, _) in
+                    self._first_exposures(conn, experiment_id, before_epoch).items()}
 
     def exposure_counts(self, experiment_id: str) -> dict[int, int]:
         self.flush_buffers()
@@ -220,17 +221,16 @@ class EventStore:
     def observations(self, experiment_id: str) -> list[Observation]:
         """Every outcome of the experiment in arrival order, each with its unit's arm and entry epoch."""
         self.flush_buffers()
-        first = self._first_exposures(experiment_id)
-        query = (sa.select(first.c.version.label("arm"), first.c.epoch, exposures.c.unit_id, outcomes.c.version,
-                           outcomes.c.value, outcomes.c.latency_ms, outcomes.c.cost, outcomes.c.at)
-                 .select_from(outcomes.join(exposures, exposures.c.id == outcomes.c.assignment_id)
-                              .join(first, first.c.unit_id == exposures.c.unit_id))
+        query = (sa.select(exposures.c.unit_id, outcomes.c.version, outcomes.c.value, outcomes.c.latency_ms,
+                           outcomes.c.cost, outcomes.c.at)
+                 .select_from(outcomes.join(exposures, exposures.c.id == outcomes.c.assignment_id))
                  .where(outcomes.c.experiment_id == experiment_id)
                  .order_by(outcomes.c.at, outcomes.c.id))
         with self.engine.connect() as conn:
+            first = self._first_exposures(conn, experiment_id)
             rows = conn.execute(query).all()
-        return [Observation(int(r.arm), float(r.value), r.latency_ms, r.cost, float(r.at), r.unit_id, int(r.epoch),
-                            int(r.version)) for r in rows]
+        return [Observation(first[r.unit_id][0], float(r.value), r.latency_ms, r.cost, float(r.at), r.unit_id,
+                            first[r.unit_id][1], int(r.version)) for r in rows]
 
     def history(self, prompt: str, version: int, *, limit: int = 200_000) -> tuple[list[str], list[float]]:
         """(unit ids, values) of the latest outcomes `prompt` version `version` produced, in any experiment."""

@@ -8,19 +8,25 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from promptyard.errors import UserError
 from promptyard.evaluation import VersionScorer, is_binary, mcnemar, paired_bootstrap, paired_scores
 from promptyard.governance import Evidence, Governance
 from promptyard.runtime import Settings
+from promptyard.serving.design import examples_needed
 
 __all__ = ["compare_prompts"]
 
 
 def compare_prompts(settings: Settings, ref_a: str, ref_b: str, dataset: str, *, split: str = "test",
-                    limit: int | None = None, confidence: float = 0.95) -> dict[str, Any]:
-    """Offline A/B: both versions on the same examples; interval of B − A and, if binary, McNemar."""
+                    limit: int | None = None, confidence: float = 0.95, lift: float = 0.05) -> dict[str, Any]:
+    """Offline A/B: both versions on the same examples; interval of B − A and, if binary, McNemar;
+    and the paired examples it would take to detect a difference of `lift` (80% power)."""
     if not 0.5 < confidence < 1:
         raise UserError(f"--confidence {confidence} is not valid: give a level between 0.5 and 1, e.g. 0.95.")
+    if not lift > 0:
+        raise UserError(f"--lift {lift} is not valid: give the difference worth detecting, > 0 (e.g. 0.05).")
     scorer = VersionScorer(settings, dataset, split, limit)
     version_a, version_b = scorer.version(ref_a), scorer.version(ref_b)
     if (version_a.name, version_a.version) == (version_b.name, version_b.version):
@@ -38,6 +44,12 @@ def compare_prompts(settings: Settings, ref_a: str, ref_b: str, dataset: str, *,
         verdict = f"{label_b} is worse than {label_a}"
     else:
         verdict = "no significant difference"
+    differences = np.asarray(scores_b, dtype=float) - np.asarray(scores_a, dtype=float)
+    sd_diff = float(differences.std(ddof=1)) if len(differences) > 1 else float("nan")
+    needed = examples_needed(sd_diff, lift, confidence) if sd_diff == sd_diff else None
+    power = (f"examples needed to detect {lift:+g} at {confidence:.0%} with 80% power: {needed:,} "
+             f"(have {comparison.n}; from the spread of the paired differences, sd {sd_diff:.3f})"
+             if needed else "examples needed: unknown (fewer than two paired examples)")
     tracker, run_id = scorer.start_run(f"ab offline {label_a} vs {label_b} on {scorer.data.card.name} {split}",
                                        "ab-offline", version_b.name)
     metrics = {"a_score": comparison.baseline, "b_score": comparison.candidate, "diff": comparison.diff,
@@ -71,5 +83,6 @@ def compare_prompts(settings: Settings, ref_a: str, ref_b: str, dataset: str, *,
         "mcnemar_p_value": test.p_value if test else None, "fixed": test.fixed if test else None,
         "broken": test.broken if test else None, "verdict": verdict,
         "a_mean_latency_s": result_a.mean_latency_s, "b_mean_latency_s": result_b.mean_latency_s,
-        "errors": {"a": result_a.errors, "b": result_b.errors}, "evidence": recorded, "run_id": run_id, "mlflow_url": tracker.run_url(run_id),
+        "errors": {"a": result_a.errors, "b": result_b.errors}, "evidence": recorded, "sd_diff": sd_diff,
+        "lift": lift, "examples_needed": needed, "power": power, "run_id": run_id, "mlflow_url": tracker.run_url(run_id),
     }
