@@ -13,7 +13,7 @@ from promptyard.cli.common import emit, use_prefect_server
 from promptyard.errors import UserError
 from promptyard.runtime import get_settings
 
-__all__ = ["up", "down", "status", "deploy"]
+__all__ = ["up", "down", "status", "deploy", "worker"]
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]  # where prefect.yaml and datasets/ live
 
@@ -21,17 +21,45 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]  # where prefect.yaml and dat
 @click.command()
 @click.option("--only", type=click.Choice(["llm", "mlflow", "prefect"]), multiple=True, help="Start only these.")
 def up(only: tuple[str, ...]) -> None:
-    """Start the bundled LLM, MLflow and Prefect on loopback (idempotent); wait until they answer.
+    """Start the bundled LLM, MLflow, Prefect and a Prefect worker for the deployments' work pool on
+    loopback (idempotent); wait until they answer.
 
     \b
     Example:
-      promptyard up            # all three
+      promptyard up            # all of them (PROMPTYARD_WORKERS=0: no worker)
       promptyard up --only mlflow
     """
-    from promptyard.runtime import stack
+    from promptyard.runtime import stack, workers
 
-    statuses = stack.up(get_settings(), only or stack.SERVICE_NAMES, echo=click.echo)
-    _print_status(statuses)
+    settings = get_settings()
+    statuses = stack.up(settings, only or stack.SERVICE_NAMES, echo=click.echo)
+    if "prefect" in (only or stack.SERVICE_NAMES) and settings.workers:
+        workers.start(settings, settings.workers, echo=click.echo)
+    _print_status(statuses + workers.status(settings))
+
+
+@click.command()
+@click.option("--count", type=click.IntRange(0, 64), required=True, help="Workers to keep running (0 stops them).")
+@click.option("--limit", type=click.IntRange(1, 64), default=None,
+              help="Flow runs each worker runs at once [default: PROMPTYARD_WORKER_LIMIT].")
+def worker(count: int, limit: int | None) -> None:
+    """Keep N Prefect process workers polling the deployments' work pool, each running at most LIMIT flow
+    runs at once; extra workers are stopped (TERM, a grace period, then INT, then KILL).
+
+    \b
+    Example:
+      promptyard worker --count 4 --limit 1
+      promptyard worker --count 0          # stop them all
+    """
+    from promptyard.runtime import workers
+
+    settings = get_settings()
+    if count == 0:
+        stopped = workers.stop(settings, echo=click.echo)
+        click.echo(f"stopped: {', '.join(stopped)}" if stopped else "no worker was running")
+        return
+    workers.start(settings, count, limit, echo=click.echo)
+    _print_status(workers.status(settings))
 
 
 @click.command()
@@ -42,9 +70,9 @@ def down() -> None:
     Example:
       promptyard down
     """
-    from promptyard.runtime import stack
+    from promptyard.runtime import stack, workers
 
-    stopped = stack.down(get_settings(), echo=click.echo)
+    stopped = workers.stop(get_settings(), echo=click.echo) + stack.down(get_settings(), echo=click.echo)
     click.echo(f"stopped: {', '.join(stopped)}" if stopped else "nothing was running")
 
 
@@ -57,9 +85,9 @@ def status(as_json: bool) -> None:
     Example:
       promptyard status --json
     """
-    from promptyard.runtime import stack
+    from promptyard.runtime import stack, workers
 
-    statuses = stack.status(get_settings())
+    statuses = stack.status(get_settings()) + workers.status(get_settings())
     if as_json:
         emit([s.__dict__ for s in statuses], True)
     else:
@@ -73,19 +101,20 @@ def _print_status(statuses) -> None:
         state = "up" if s.healthy else "down"
         extra = f"  pid {s.pid}" if s.pid else ""
         note = f"  ({s.note})" if s.note else ""
-        click.echo(f"{s.name:<8} {state:<5} {s.url}{extra}{note}")
+        click.echo(f"{s.name:<9} {state:<5} {s.url}{extra}{note}")
 
 
 @click.command()
-@click.option("--pool", default="promptyard-local", show_default=True, help="Process work pool to create if missing.")
-def deploy(pool: str) -> None:
-    """Register the deployments of prefect.yaml (nightly optimizations) with the Prefect server.
+@click.option("--pool", default=None, help="Process work pool to create if missing [default: PROMPTYARD_WORK_POOL].")
+def deploy(pool: str | None) -> None:
+    """Register the deployments of prefect.yaml (nightly optimizations) with the Prefect server; the workers
+    `promptyard up` started run them.
 
     \b
     Example:
       promptyard up && promptyard deploy
-      PREFECT_API_URL=http://127.0.0.1:4200/api prefect worker start --pool promptyard-local
     """
+    pool = pool or get_settings().work_pool
     url = use_prefect_server()
     if not (PROJECT_ROOT / "prefect.yaml").is_file():
         raise UserError(f"No prefect.yaml in {PROJECT_ROOT}: deploy from a checkout of the promptyard repository.")
@@ -94,8 +123,8 @@ def deploy(pool: str) -> None:
     if subprocess.run([*prefect, "work-pool", "inspect", pool], env=env, capture_output=True).returncode:
         subprocess.run([*prefect, "work-pool", "create", pool, "--type", "process"], env=env, capture_output=True,
                        check=True)
-    done = subprocess.run([*prefect, "deploy", "--all"], env=env, cwd=PROJECT_ROOT, capture_output=True, text=True)
+    done = subprocess.run([*prefect, "deploy", "--all", "--pool", pool], env=env, cwd=PROJECT_ROOT, capture_output=True, text=True)
     if done.returncode:
         raise UserError(f"`prefect deploy --all` failed:\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
-    click.echo(f"deployed prefect.yaml to {url} (pool {pool}); start a worker with:\n"
-               f"  PREFECT_API_URL={url} prefect worker start --pool {pool}")
+    click.echo(f"deployed prefect.yaml to {url} (pool {pool}); `promptyard status` shows the workers that run "
+               "them (`promptyard worker --count N` for more)")

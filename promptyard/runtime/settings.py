@@ -79,6 +79,11 @@ class Settings(BaseSettings):
     prefect_api_url: str | None = Field(
         None, description="Prefect API URL. Default: the local Prefect server."
     )
+    work_pool: str = Field("promptyard-local", min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
+                           description="Process work pool of the deployments; `promptyard up` starts workers for it.")
+    workers: int = Field(1, ge=0, le=64, description="Prefect process workers `promptyard up` starts for the work "
+                         "pool (0: none; `promptyard worker --count N` changes it while running).")
+    worker_limit: int = Field(1, ge=1, le=64, description="Flow runs one worker runs at once.")
     proposer_style: str = Field(
         "auto",
         pattern="^(auto|plain|standard)$",

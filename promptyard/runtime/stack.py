@@ -153,13 +153,13 @@ def _child_env(s: Settings) -> dict[str, str]:
     return env
 
 
-def _start(s: Settings, service: Service) -> subprocess.Popen:
+def _start(s: Settings, service: Service, env: dict[str, str] | None = None) -> subprocess.Popen:
     for folder in ("run", "logs", "mlflow", "prefect"):
         (s.home_dir / folder).mkdir(parents=True, exist_ok=True)
     log = _log_file(s, service.name).open("ab")
     process = subprocess.Popen(
         service.command(s), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-        start_new_session=True, env=_child_env(s), cwd=s.home_dir,
+        start_new_session=True, env=env or _child_env(s), cwd=s.home_dir,
     )
     try:
         identity = _identity(process.pid)
