@@ -20,7 +20,8 @@ sys.path[:0] = [str(ROOT)]
 sys.path.append(str(ROOT / "tests"))  # the fake endpoint is a test double
 _home = Path(tempfile.mkdtemp(prefix="promptyard-bench-"))
 os.environ.update(PROMPTYARD_HOME=str(_home), PROMPTYARD_MLFLOW_TRACKING_URI=f"sqlite:///{_home / 'mlflow.db'}",
-                  PROMPTYARD_LM_CACHE="false", PREFECT_LOGGING_LEVEL="WARNING", MLFLOW_LOGGING_LEVEL="WARNING")
+                  PROMPTYARD_LM_CACHE="false", PROMPTYARD_RESUME="false", PREFECT_LOGGING_LEVEL="WARNING",
+                  MLFLOW_LOGGING_LEVEL="WARNING")
 
 from fake_llm import FakeLLM  # noqa: E402
 from helpers import SEED_TEMPLATE, tiny_rows  # noqa: E402
