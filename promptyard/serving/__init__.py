@@ -1,9 +1,11 @@
 """Serving and experiments: prompts in apps, and A/B tests on them.
 
 Owns `PromptClient` (cached reads, last-known-good snapshots, fallback), the two-line
-`register_prompt` / `load_prompt`, A/B experiments stored in the registry, sticky assignment, the
-event store of exposures and outcomes, the sequential (mSPRT) analysis and its decisions, and
-the offline A/B comparison of two versions. May import: `promptyard.governance`,
+`register_prompt` / `load_prompt`, A/B experiments stored in the registry with their fixed design
+(test levels, mixing standard deviations, tolerances), sticky hash assignment, the event store of
+exposures and outcomes and its background writer, the sequential (mSPRT) analysis on unit-level
+estimates within allocation epochs and its decisions, power planning, the offline A/B comparison
+of two versions, and the release loop (`Release`). May import: `promptyard.governance`,
 `promptyard.evaluation`, `promptyard.registry`, `promptyard.runtime`, `promptyard.errors`.
 """
 

@@ -199,7 +199,7 @@ class PromptClient:
             assignment_id = assignment
         else:
             raise UserError(f"record_outcome needs the Assignment returned by assign() (or its id), got {assignment!r}.")
-        number = check_outcome(value, latency_ms, cost)
+        number, latency_ms, cost = check_outcome(value, latency_ms, cost)
         if not _ASSIGNMENT_ID(assignment_id):
             raise UnknownAssignmentError(
                 f"No exposure with assignment id {assignment_id!r}: record outcomes for the Assignment returned by "

@@ -75,18 +75,24 @@ class Observation:
     served: int | None = None  # the version that produced this outcome (differs from `version` after a switch)
 
 
-def check_outcome(value, latency_ms, cost) -> float:
-    """The outcome value as a float, or a UserError naming what is wrong."""
+def check_outcome(value, latency_ms, cost) -> tuple[float, float | None, float | None]:
+    """The outcome value, latency and cost as floats, or a UserError naming what is wrong."""
     try:
         number = float(value)
     except (TypeError, ValueError):
         raise UserError(f"Outcome value {value!r} is not a number: record 1/0 (or True/False) or a score.") from None
     if number != number:
         raise UserError("Outcome value is NaN: record a number.")
-    for name, extra in (("latency_ms", latency_ms), ("cost", cost)):
-        if extra is not None and (not isinstance(extra, int | float) or extra != extra or extra < 0):
-            raise UserError(f"{name}={extra!r} is not valid: give a number ≥ 0, or leave it out.")
-    return number
+    extras = []
+    for name, given in (("latency_ms", latency_ms), ("cost", cost)):
+        try:
+            extra = None if given is None else float(given)
+        except (TypeError, ValueError):
+            extra = float("nan")
+        if extra is not None and (extra != extra or extra < 0):
+            raise UserError(f"{name}={given!r} is not valid: give a number ≥ 0, or leave it out.")
+        extras.append(extra)
+    return number, extras[0], extras[1]
 
 
 class EventStore:
@@ -113,7 +119,7 @@ class EventStore:
     def record_outcome(self, assignment_id: str, value: float, *, latency_ms: float | None = None,
                        cost: float | None = None) -> None:
         """Store the outcome of one exposure now; one outcome per assignment."""
-        value = check_outcome(value, latency_ms, cost)
+        value, latency_ms, cost = check_outcome(value, latency_ms, cost)
         try:
             with self.engine.begin() as conn:
                 row = conn.execute(sa.select(exposures.c.experiment_id, exposures.c.version)

@@ -12,6 +12,7 @@ import numpy as np
 
 from promptyard.errors import UserError
 from promptyard.evaluation import VersionScorer, is_binary, mcnemar, paired_bootstrap, paired_scores
+from promptyard.evaluation.runs import reference_metrics
 from promptyard.governance import Evidence, Governance
 from promptyard.runtime import Settings
 from promptyard.serving.design import examples_needed
@@ -50,12 +51,14 @@ def compare_prompts(settings: Settings, ref_a: str, ref_b: str, dataset: str, *,
     power = (f"examples needed to detect {lift:+g} at {confidence:.0%} with 80% power: {needed:,} "
              f"(have {comparison.n}; from the spread of the paired differences, sd {sd_diff:.3f})"
              if needed else "examples needed: unknown (fewer than two paired examples)")
+    reference = scorer.reference_fields(result_a, result_b, confidence=confidence)  # majority and random labels
     tracker, run_id = scorer.start_run(f"ab offline {label_a} vs {label_b} on {scorer.data.card.name} {split}",
                                        "ab-offline", version_b.name)
     metrics = {"a_score": comparison.baseline, "b_score": comparison.candidate, "diff": comparison.diff,
                "diff_low": comparison.low, "diff_high": comparison.high,
                "a_mean_latency_s": result_a.mean_latency_s, "b_mean_latency_s": result_b.mean_latency_s,
                "a_errors": result_a.errors, "b_errors": result_b.errors}
+    metrics |= reference_metrics(reference, split)
     if test:
         metrics |= {"mcnemar_p_value": test.p_value, "fixed": test.fixed, "broken": test.broken}
     tracker.log(run_id, params={"a": label_a, "b": label_b, "split": split, "metric": scorer.data.card.metric,
@@ -85,4 +88,5 @@ def compare_prompts(settings: Settings, ref_a: str, ref_b: str, dataset: str, *,
         "a_mean_latency_s": result_a.mean_latency_s, "b_mean_latency_s": result_b.mean_latency_s,
         "errors": {"a": result_a.errors, "b": result_b.errors}, "evidence": recorded, "sd_diff": sd_diff,
         "lift": lift, "examples_needed": needed, "power": power, "run_id": run_id, "mlflow_url": tracker.run_url(run_id),
+        **reference,
     }

@@ -91,3 +91,45 @@ def test_no_event_lost_under_concurrent_writer_processes(url):
     store = EventStore(url)
     assert sum(store.exposure_counts("exp#load").values()) == workers * count
     assert len(store.observations("exp#load")) == workers * count
+
+
+def test_batches_keep_order_resolve_other_processes_ids_and_skip_second_outcomes(store):
+    from promptyard.serving.events import EXPOSURE, OUTCOME
+
+    a, b, c = "a" * 32, "b" * 32, "c" * 32
+    written = store.write_batch([
+        (EXPOSURE, a, "exp#1", "u1", "support", 3, 0, 1.0),
+        (OUTCOME, a, "exp#1", 3, 1.0, 80.0, None, 2.0),
+        (EXPOSURE, b, "exp#1", "u1", "support", 4, 1, 3.0),  # the same unit, served another version later
+    ])
+    assert written == (2, 1, [], [])
+    late = (OUTCOME, c, None, None, 0.0, None, None, 5.0)  # an id issued elsewhere, its exposure not stored yet
+    again = (OUTCOME, a, "exp#1", 3, 0.0, None, None, 6.0)  # a second outcome for a
+    assert store.write_batch([(OUTCOME, b, None, None, 0.0, None, 0.002, 4.0), late, again]) == (0, 1, [late], [a])
+    store.write_batch([(EXPOSURE, c, "exp#1", "u2", "support", 4, 1, 4.5)])
+    assert store.write_batch([late]) == (0, 1, [], [])
+    observations = store.observations("exp#1")
+    # u1 counts in the version and epoch it was first served (v3, epoch 0), even for v4's outcome
+    assert [(o.unit, o.version, o.epoch, o.served, o.value) for o in observations] == [
+        ("u1", 3, 0, 3, 1.0), ("u1", 3, 0, 4, 0.0), ("u2", 4, 1, 4, 0.0)]
+    assert store.first_versions("exp#1") == {"u1": 3, "u2": 4}
+    assert store.first_versions("exp#1", before_epoch=1) == {"u1": 3}
+    assert store.history("support", 4)[1] == [0.0, 0.0]
+
+
+def test_a_store_written_before_epochs_were_recorded_is_upgraded_in_place(tmp_path):
+    import sqlalchemy as sa
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE promptyard_ab_exposures (id VARCHAR(32) PRIMARY KEY, experiment_id "
+                             "VARCHAR(200) NOT NULL, unit_id VARCHAR(200) NOT NULL, prompt VARCHAR(200) NOT NULL, "
+                             "version INTEGER NOT NULL, at FLOAT NOT NULL)")
+        conn.exec_driver_sql("INSERT INTO promptyard_ab_exposures VALUES ('x', 'exp#old', 'u', 'support', 1, 1.0)")
+    engine.dispose()
+    store = EventStore(url)
+    store.record_outcome("x", 1.0)
+    [observation] = store.observations("exp#old")
+    assert (observation.unit, observation.version, observation.epoch) == ("u", 1, 0)
+    store.close()
