@@ -8,7 +8,8 @@ Behaviour, by the user message it receives:
   last ':' line) when the prompt contains `magic_word`, otherwise always `default_answer`.
   At temperature ≥ 1 (sampling) without `magic_word`, answers vary from request to request.
   With a `response_format`, the answer comes wrapped as JSON `{"label": ...}`.
-Every request is recorded in `requests`.
+Every request is recorded in `requests`; `peak` is the most chat requests it had in flight at once,
+and with `cap=C` it refuses (429) any request beyond C in flight, counting them in `over_cap`.
 
 Faults, for fault tests and `bench/faults.py`: `Faults(rate=0.2, seed=1)` fails a seeded share of
 requests with a 429 carrying Retry-After, a 500, a hang longer than the client waits, or a 200
@@ -51,7 +52,7 @@ PROPOSER_MARKERS = ("Rewrite the instruction", "Below are instructions", "Here a
 class FakeLLM:
     def __init__(self, proposal: str = "Read the review carefully. Answer positive or negative.",
                  magic_word: str = "carefully", default_answer: str = "positive", fail_status: int | None = None,
-                 latency_s: float = 0.0, faults: Faults | None = None, fail_when=None):
+                 latency_s: float = 0.0, faults: Faults | None = None, fail_when=None, cap: int | None = None):
         self.proposal = proposal
         self.magic_word = magic_word
         self.default_answer = default_answer
@@ -60,6 +61,10 @@ class FakeLLM:
         self.faults = faults
         self.fail_when = fail_when  # request -> fault kind (or None): a fault every time such a request comes
         self.faults_served: Counter = Counter()
+        self.cap = cap  # chat requests in flight above this are refused with a 429 (and counted in `over_cap`)
+        self.in_flight = 0
+        self.peak = 0  # most chat requests in flight at once (refused ones included: what arrived)
+        self.over_cap = 0
         self._bursts: list[str] = []
         self.requests: list[dict] = []
         self._lock = threading.Lock()
@@ -176,7 +181,23 @@ class FakeLLM:
                     self._send(404, {"error": {"message": "not found"}})
 
             def do_POST(self):
-                request = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                with fake._lock:
+                    fake.in_flight += 1
+                    fake.peak = max(fake.peak, fake.in_flight)
+                    refuse = fake.cap is not None and fake.in_flight > fake.cap
+                    fake.over_cap += refuse
+                try:
+                    if refuse:
+                        self._fault("429")
+                    else:
+                        self._post(body)
+                finally:
+                    with fake._lock:
+                        fake.in_flight -= 1
+
+            def _post(self, body: bytes):
+                request = json.loads(body)
                 request["_authorization"] = self.headers.get("Authorization")
                 with fake._lock:
                     fake.requests.append(request)

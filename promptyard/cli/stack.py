@@ -35,7 +35,26 @@ def up(only: tuple[str, ...]) -> None:
     statuses = stack.up(settings, only or stack.SERVICE_NAMES, echo=click.echo)
     if "prefect" in (only or stack.SERVICE_NAMES) and settings.workers:
         workers.start(settings, settings.workers, echo=click.echo)
-    _print_status(statuses + workers.status(settings))
+    if "prefect" in (only or stack.SERVICE_NAMES) and settings.lm_limit:
+        from promptyard.runtime import Endpoint
+        from promptyard.runtime.limits import ensure_limits
+
+        ensure_limits(settings.prefect_url, Endpoint.from_settings(settings).urls, settings.lm_limit)
+    _print_status(statuses + workers.status(settings) + _limit_status(settings))
+
+
+def _limit_status(settings) -> list:
+    """The endpoint's global limits (one per replica), when PROMPTYARD_LM_LIMIT is set."""
+    if not settings.lm_limit:
+        return []
+    from promptyard.runtime import Endpoint
+    from promptyard.runtime.limits import read_limits
+    from promptyard.runtime.stack import ServiceStatus
+
+    found = read_limits(settings.prefect_url, Endpoint.from_settings(settings).urls)
+    return [ServiceStatus("limit", settings.prefect_url, limit is not None, None,
+                          f"{name}: {limit['active_slots']} of {limit['limit']} slots in use" if limit else
+                          f"{name} missing: `promptyard up` creates it") for name, limit in found.items()]
 
 
 @click.command()
@@ -87,7 +106,7 @@ def status(as_json: bool) -> None:
     """
     from promptyard.runtime import stack, workers
 
-    statuses = stack.status(get_settings()) + workers.status(get_settings())
+    statuses = stack.status(get_settings()) + workers.status(get_settings()) + _limit_status(get_settings())
     if as_json:
         emit([s.__dict__ for s in statuses], True)
     else:

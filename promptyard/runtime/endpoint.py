@@ -7,6 +7,7 @@ and never leaves this module except in the request's Authorization header.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
@@ -19,6 +20,8 @@ from promptyard.runtime.settings import Settings, get_settings
 
 __all__ = ["Endpoint", "check_endpoint", "make_lm", "is_transport_error", "is_transient"]
 
+_turns = itertools.count()  # the process's round-robin over replicas (thread-safe in CPython)
+
 
 @dataclass(frozen=True)
 class Endpoint:
@@ -26,11 +29,20 @@ class Endpoint:
     model: str
     api_key: SecretStr = field(default_factory=lambda: SecretStr("not-needed"), repr=False)
     timeout: float = 60.0
+    replicas: tuple[str, ...] = ()  # requests spread round-robin over these (same model), when given
+    limit_api: str | None = None  # Prefect API whose global limit every request takes a slot of (see `limits`)
 
     @classmethod
     def from_settings(cls, settings: Settings | None = None) -> Endpoint:
         s = settings or get_settings()
-        return cls(base_url=s.lm_url.rstrip("/"), model=s.lm_model, api_key=s.lm_api_key, timeout=s.lm_timeout)
+        return cls(base_url=s.lm_url.rstrip("/"), model=s.lm_model, api_key=s.lm_api_key, timeout=s.lm_timeout,
+                   replicas=tuple(u.rstrip("/") for u in s.replica_urls),
+                   limit_api=s.prefect_url if s.lm_limit else None)
+
+    @property
+    def urls(self) -> tuple[str, ...]:
+        """Where requests go: the replicas, or the one base URL."""
+        return self.replicas or (self.base_url,)
 
     def describe(self) -> dict[str, str]:
         """What may be logged about the endpoint (never the key)."""
@@ -38,21 +50,22 @@ class Endpoint:
 
 
 def check_endpoint(endpoint: Endpoint, timeout: float = 5.0) -> None:
-    """Raise `EndpointUnreachableError` unless the endpoint answers `GET /models`."""
+    """Raise `EndpointUnreachableError` unless the endpoint (each replica) answers `GET /models`."""
     headers = {"Authorization": f"Bearer {endpoint.api_key.get_secret_value()}"}
-    try:
-        response = httpx.get(f"{endpoint.base_url}/models", headers=headers, timeout=timeout)
-    except httpx.HTTPError as exc:
-        raise EndpointUnreachableError(
-            f"No LLM answers at {endpoint.base_url} ({type(exc).__name__}: {exc}). Start the bundled "
-            "model with `promptyard up`, or set PROMPTYARD_LM_BASE_URL to a running "
-            "OpenAI-compatible endpoint."
-        ) from None
-    if response.status_code in (401, 403):
-        raise EndpointUnreachableError(
-            f"The LLM endpoint {endpoint.base_url} refused the API key (HTTP {response.status_code}): "
-            "set PROMPTYARD_LM_API_KEY to a valid key."
-        )
+    for url in endpoint.urls:
+        try:
+            response = httpx.get(f"{url}/models", headers=headers, timeout=timeout)
+        except httpx.HTTPError as exc:
+            raise EndpointUnreachableError(
+                f"No LLM answers at {url} ({type(exc).__name__}: {exc}). Start the bundled "
+                "model with `promptyard up`, or set PROMPTYARD_LM_BASE_URL (PROMPTYARD_LM_REPLICAS) to a running "
+                "OpenAI-compatible endpoint."
+            ) from None
+        if response.status_code in (401, 403):
+            raise EndpointUnreachableError(
+                f"The LLM endpoint {url} refused the API key (HTTP {response.status_code}): "
+                "set PROMPTYARD_LM_API_KEY to a valid key."
+            )
 
 
 def make_lm(endpoint: Endpoint, *, cache: bool = True, budget=None, attempts: int | None = None, **defaults: Any):
@@ -67,6 +80,7 @@ def make_lm(endpoint: Endpoint, *, cache: bool = True, budget=None, attempts: in
                              timeout=endpoint.timeout, **defaults)
     lm.budget = budget  # shared by reference with the copies DSPy optimizers make
     lm.attempts = attempts or get_settings().lm_attempts
+    lm.replicas, lm.limit_api = endpoint.replicas, endpoint.limit_api
     return lm
 
 
@@ -106,6 +120,8 @@ def _metered_lm_class():
 
         budget = None
         attempts = 6
+        replicas: tuple[str, ...] = ()
+        limit_api: str | None = None
 
         def forward(self, *args, **kwargs):
             from tenacity import Retrying, retry_if_exception, stop_after_attempt
@@ -115,6 +131,17 @@ def _metered_lm_class():
             return retrying(self._attempt, *args, **kwargs)
 
         def _attempt(self, *args, **kwargs):
+            url = self.kwargs.get("api_base")
+            if self.replicas:  # round-robin: a retry goes to the next replica
+                url = kwargs["api_base"] = self.replicas[next(_turns) % len(self.replicas)]
+            if self.limit_api is None:
+                return self._metered(*args, **kwargs)
+            from promptyard.runtime.limits import slot
+
+            with slot(self.limit_api, url):  # no request goes out without a slot of the endpoint's limit
+                return self._metered(*args, **kwargs)
+
+        def _metered(self, *args, **kwargs):
             if self.budget is None:
                 return super().forward(*args, **kwargs)
             requests = int(kwargs.get("n") or self.kwargs.get("n") or 1)  # DSPy sends n completions as n requests

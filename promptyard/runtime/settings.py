@@ -62,6 +62,11 @@ class Settings(BaseSettings):
     max_error_rate: float = Field(0.02, ge=0, lt=1, description="Share of requests that may still fail after their "
                                   "retries before a comparison refuses to decide (errors are never scored).")
     lm_concurrency: int = Field(4, ge=1, le=256, description="Concurrent requests when scoring.")
+    lm_replicas: str = Field("", description="Comma-separated base URLs (…/v1) of replicas serving the same model; "
+                             "requests are spread over them round-robin. Default: PROMPTYARD_LM_BASE_URL alone.")
+    lm_limit: int | None = Field(None, ge=1, le=4096, description="Requests in flight at once per endpoint replica, "
+                                 "across every process and machine: a Prefect global concurrency limit per replica, "
+                                 "created by `promptyard up`. Default: no global limit (lm_concurrency per scoring job).")
     llm_port: int = Field(8089, ge=1, le=65535, description="Port of the bundled LLM server.")
     llm_slots: int = Field(4, ge=1, le=64, description="Parallel slots of the bundled LLM server.")
     llm_slot_context: int = Field(
@@ -109,7 +114,11 @@ class Settings(BaseSettings):
 
     @property
     def uses_bundled_model(self) -> bool:
-        return self.lm_base_url is None
+        return self.lm_base_url is None and not self.replica_urls
+
+    @property
+    def replica_urls(self) -> list[str]:
+        return [u.strip() for u in self.lm_replicas.split(",") if u.strip()]
 
     def cost(self, prompt_tokens: int, completion_tokens: int, model: str | None = None) -> float:
         """What the tokens cost on `model` (default: the configured one), in USD."""
@@ -122,7 +131,7 @@ class Settings(BaseSettings):
 
     @property
     def lm_url(self) -> str:
-        return self.lm_base_url or f"http://127.0.0.1:{self.llm_port}/v1"
+        return self.lm_base_url or next(iter(self.replica_urls), None) or f"http://127.0.0.1:{self.llm_port}/v1"
 
     @property
     def tracking_uri(self) -> str:

@@ -1,0 +1,233 @@
+"""One limit for an endpoint across every worker, process and machine: a Prefect global concurrency limit.
+
+With `PROMPTYARD_LM_LIMIT=N`, `promptyard up` creates (or resizes) one global concurrency limit of N
+slots per endpoint replica on the Prefect server (`limit_name(url)`, e.g. `lm-127.0.0.1-8089-v1`),
+and every HTTP attempt to that replica holds one of its slots: no request goes out without one, so
+all processes together never have more than N requests in flight at a replica.
+
+Taking a slot from the server costs a round trip (≈0.1 s under load), too much for every short
+request; so each process keeps the slots it took in a small pool (`SlotPool`) and lends them to its
+requests one at a time. A slot goes back to the server once it has been held `hold_s` seconds (so
+other processes get their turn) or has been idle `idle_s` seconds, and every slot is a lease the
+pool renews: a process that dies frees its slots when their lease (60 s) runs out. Talks to
+Prefect's REST API directly (`/v2/concurrency_limits/...`), so it works from any thread.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import random
+import re
+import threading
+import time
+from contextlib import contextmanager
+from urllib.parse import urlsplit
+
+import httpx
+
+from promptyard.errors import ServiceError, UserError
+
+__all__ = ["limit_name", "ensure_limits", "SlotPool", "slot", "read_limits"]
+
+LEASE_S = 60.0  # the shortest lease Prefect grants
+
+
+def limit_name(base_url: str) -> str:
+    """The global limit's name for an endpoint (one per replica URL)."""
+    parts = urlsplit(base_url)
+    if not parts.scheme or not parts.hostname:
+        raise UserError(f"Endpoint URL {base_url!r} has no scheme or host: give one like http://host:8000/v1.")
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", f"lm-{parts.hostname}-{port}{parts.path.rstrip('/')}").strip("-")
+
+
+def _api(api_url: str) -> str:
+    return api_url.rstrip("/")
+
+
+def ensure_limits(api_url: str, urls: list[str] | tuple[str, ...], size: int) -> list[str]:
+    """Create the limit of each endpoint URL with `size` slots, or resize it; returns their names."""
+    names = []
+    with httpx.Client(timeout=10) as client:
+        for url in urls:
+            name = limit_name(url)
+            try:
+                found = client.get(f"{_api(api_url)}/v2/concurrency_limits/{name}")
+                if found.status_code == 404:
+                    client.post(f"{_api(api_url)}/v2/concurrency_limits/",
+                                json={"name": name, "limit": size, "active": True}).raise_for_status()
+                else:
+                    found.raise_for_status()
+                    if found.json()["limit"] != size or not found.json().get("active", True):
+                        client.patch(f"{_api(api_url)}/v2/concurrency_limits/{name}",
+                                     json={"limit": size, "active": True}).raise_for_status()
+            except httpx.HTTPError as exc:
+                raise ServiceError(f"Could not create the concurrency limit {name!r} on the Prefect API at {api_url} "
+                                   f"({type(exc).__name__}: {exc}). Start Prefect with `promptyard up`.") from None
+            names.append(name)
+    return names
+
+
+def read_limits(api_url: str, urls: list[str] | tuple[str, ...]) -> dict[str, dict | None]:
+    """Each endpoint's limit as the server has it (`limit`, `active_slots`), None when missing."""
+    result: dict[str, dict | None] = {}
+    for url in urls:
+        name = limit_name(url)
+        try:
+            response = httpx.get(f"{_api(api_url)}/v2/concurrency_limits/{name}", timeout=5)
+        except httpx.HTTPError:
+            result[name] = None
+            continue
+        result[name] = response.json() if response.status_code == 200 else None
+    return result
+
+
+class SlotPool:
+    """This process's slots of one global limit, lent to its requests one at a time."""
+
+    def __init__(self, api_url: str, name: str, hold_s: float = 2.0, idle_s: float = 0.3):
+        self.api, self.name, self.hold_s, self.idle_s = _api(api_url), name, hold_s, idle_s
+        self._client = httpx.Client(timeout=30)
+        self._cond = threading.Condition()
+        self._idle: list[tuple[str, float, float]] = []  # (lease, taken at, idle since)
+        self._busy: dict[str, float] = {}  # lease -> taken at
+        self._renewed: dict[str, float] = {}
+        self._fetching = False
+        self._closed = False
+        self._thread = threading.Thread(target=self._upkeep, name=f"slots {name}", daemon=True)
+        self._thread.start()
+
+    # -- lending ------------------------------------------------------------------------------
+    def acquire(self) -> str:
+        while True:
+            stale, lease, fetch = [], None, False
+            with self._cond:
+                now = time.monotonic()
+                while self._idle and lease is None:
+                    candidate, taken, _ = self._idle.pop()
+                    if now - taken < self.hold_s:
+                        lease, self._busy[candidate] = candidate, taken
+                    else:
+                        stale.append(candidate)
+                if lease is None and not self._fetching:
+                    self._fetching = fetch = True
+                elif lease is None and not stale:
+                    self._cond.wait(0.05)
+            self._give_back(stale)
+            if lease is not None:
+                return lease
+            if not fetch:
+                continue
+            try:
+                lease, wait = self._take()
+            finally:
+                with self._cond:
+                    self._fetching = False
+                    self._cond.notify_all()
+            if lease is not None:
+                with self._cond:
+                    self._busy[lease] = time.monotonic()
+                return lease
+            time.sleep(wait)
+
+    def release(self, lease: str) -> None:
+        with self._cond:
+            taken = self._busy.pop(lease, None)
+            if taken is None:
+                return
+            if time.monotonic() - taken < self.hold_s:
+                self._idle.append((lease, taken, time.monotonic()))
+                self._cond.notify()
+                return
+        self._give_back([lease])
+
+    # -- the server ---------------------------------------------------------------------------
+    def _take(self) -> tuple[str | None, float]:
+        try:
+            response = self._client.post(f"{self.api}/v2/concurrency_limits/increment-with-lease", json={
+                "names": [self.name], "slots": 1, "mode": "concurrency", "lease_duration": LEASE_S})
+        except httpx.HTTPError as exc:
+            raise ServiceError(f"The Prefect API at {self.api} did not answer for a slot of the endpoint limit "
+                               f"{self.name!r} ({type(exc).__name__}: {exc}). Start it with `promptyard up`, or "
+                               "unset PROMPTYARD_LM_LIMIT to send requests without the global limit.") from None
+        if response.status_code in (423, 429, 502, 503, 504):  # all taken, or the server is busy: wait, then again
+            hint = float(response.headers.get("Retry-After", 0.1) or 0.1)
+            return None, min(hint, self.hold_s / 4) * random.uniform(0.5, 1.0)
+        if response.status_code == 422:
+            raise ServiceError(f"The endpoint limit {self.name!r} has 0 slots on {self.api}: give it at least one "
+                               "(PROMPTYARD_LM_LIMIT and `promptyard up`).")
+        response.raise_for_status()
+        body = response.json()
+        if not body.get("limits"):
+            self._give_back([body["lease_id"]])
+            raise ServiceError(f"No concurrency limit {self.name!r} on the Prefect API at {self.api}: `promptyard up` "
+                               f"creates it (PROMPTYARD_LM_LIMIT=N), or `prefect gcl create {self.name} --limit N`.")
+        self._renewed[body["lease_id"]] = time.monotonic()
+        return body["lease_id"], 0.0
+
+    def _give_back(self, leases: list[str]) -> None:
+        for lease in leases:
+            self._renewed.pop(lease, None)
+            for attempt in range(5):  # a busy server (503) gets a few tries; else the lease runs out by itself
+                try:
+                    response = self._client.post(f"{self.api}/v2/concurrency_limits/decrement-with-lease",
+                                                 json={"lease_id": lease})
+                except httpx.HTTPError:
+                    break
+                if response.status_code < 500:
+                    break
+                time.sleep(0.1 * (attempt + 1))
+
+    def _upkeep(self) -> None:
+        while not self._closed:
+            time.sleep(0.1)
+            now = time.monotonic()
+            with self._cond:
+                done = [item for item in self._idle if now - item[2] >= self.idle_s or now - item[1] >= self.hold_s]
+                self._idle = [item for item in self._idle if item not in done]
+                due = [lease for lease, at in list(self._renewed.items()) if now - at > LEASE_S / 3]
+            self._give_back([lease for lease, _, _ in done])
+            for lease in due:
+                try:
+                    self._client.post(f"{self.api}/v2/concurrency_limits/leases/{lease}/renew",
+                                      json={"lease_duration": LEASE_S})
+                    self._renewed[lease] = now
+                except (httpx.HTTPError, KeyError):
+                    pass
+
+    def close(self) -> None:
+        self._closed = True
+        with self._cond:
+            leases, self._idle = [lease for lease, _, _ in self._idle], []
+        self._give_back(leases)
+
+
+_POOLS: dict[tuple[int, str, str], SlotPool] = {}
+_POOLS_LOCK = threading.Lock()
+
+
+def _pool(api_url: str, name: str) -> SlotPool:
+    key = (os.getpid(), _api(api_url), name)  # a forked child makes its own
+    with _POOLS_LOCK:
+        if key not in _POOLS:
+            _POOLS[key] = SlotPool(api_url, name)
+        return _POOLS[key]
+
+
+@contextmanager
+def slot(api_url: str, base_url: str):
+    """Hold one slot of the endpoint's global limit for the block."""
+    pool = _pool(api_url, limit_name(base_url))
+    lease = pool.acquire()
+    try:
+        yield
+    finally:
+        pool.release(lease)
+
+
+@atexit.register
+def _close_all() -> None:
+    for key, pool in list(_POOLS.items()):
+        if key[0] == os.getpid():
+            pool.close()

@@ -1,0 +1,86 @@
+"""One limit for the endpoint: requests from two processes share a Prefect global concurrency limit,
+and the endpoint never sees more in flight than the limit (it does without the limit)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from fake_llm import FakeLLM
+from promptyard.errors import ServiceError, UserError
+from promptyard.runtime import Endpoint, make_lm
+from promptyard.runtime.limits import ensure_limits, limit_name, read_limits
+
+CLIENT = """
+import sys, threading
+from promptyard.runtime import Endpoint, apply_offline_env, make_lm
+apply_offline_env()
+url, api, threads, each = sys.argv[1], sys.argv[2] or None, int(sys.argv[3]), int(sys.argv[4])
+lm = make_lm(Endpoint(base_url=url, model="fake", limit_api=api), cache=False, attempts=1)
+errors = []
+def work(t):
+    for i in range(each):
+        try:
+            lm.forward(messages=[{"role": "user", "content": f"{sys.argv[5]} {t} {i}: good"}])
+        except Exception as exc:
+            errors.append(repr(exc))
+workers = [threading.Thread(target=work, args=(t,)) for t in range(threads)]
+[w.start() for w in workers]
+[w.join() for w in workers]
+print(len(errors), errors[:1], flush=True)
+"""
+
+
+def _two_processes(url: str, api: str | None, threads: int = 6, each: int = 5) -> list[str]:
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    procs = [subprocess.Popen([sys.executable, "-c", CLIENT, url, api or "", str(threads), str(each), name],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+             for name in ("a", "b")]
+    outs = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=240)
+        assert proc.returncode == 0, err[-2000:]
+        outs.append(out.strip())
+    return outs
+
+
+def test_the_limit_holds_across_two_processes(prefect_server):
+    api = prefect_server.prefect_url
+    with FakeLLM(latency_s=0.3) as fake:
+        assert ensure_limits(api, [fake.base_url], 3) == [limit_name(fake.base_url)]
+        assert _two_processes(fake.base_url, api) == ["0 []", "0 []"]
+        assert len(fake.chat_requests()) == 60
+        assert 2 <= fake.peak <= 3, f"peak in flight {fake.peak} with a limit of 3"
+        texts = {r["messages"][-1]["content"][0] for r in fake.chat_requests()}
+        assert texts == {"a", "b"}
+    deadline = time.monotonic() + 10  # idle slots go back to the server at once; nothing is left held
+    while read_limits(api, [fake.base_url])[limit_name(fake.base_url)]["active_slots"]:
+        assert time.monotonic() < deadline, "slots still held after both processes ended"
+        time.sleep(0.2)
+
+
+def test_without_the_limit_the_endpoint_sees_more(prefect_server):
+    with FakeLLM(latency_s=0.3) as fake:
+        _two_processes(fake.base_url, None, each=2)
+        assert fake.peak > 3  # what the limit above prevents
+
+
+def test_resizing_and_a_missing_limit(prefect_server):
+    api = prefect_server.prefect_url
+    url = "http://127.0.0.1:9/v1"
+    ensure_limits(api, [url], 2)
+    ensure_limits(api, [url], 5)
+    assert read_limits(api, [url])[limit_name(url)]["limit"] == 5
+    lm = make_lm(Endpoint(base_url="http://127.0.0.1:9/other/v1", model="fake", limit_api=api), cache=False,
+                 attempts=1)
+    with pytest.raises(ServiceError, match=r"No concurrency limit 'lm-127.0.0.1-9-other-v1' .* `promptyard up`"):
+        lm.forward(messages=[{"role": "user", "content": "hi"}])
+    with pytest.raises(UserError, match="no scheme or host"):
+        limit_name("localhost:8000")
+    assert httpx.get(f"{api}/health", timeout=5).status_code == 200
