@@ -8,6 +8,7 @@ writes about itself in `flows.optimize_record`.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 from prefect import flow, get_run_logger, runtime
 from prefect.task_runners import ThreadPoolTaskRunner
@@ -35,6 +36,8 @@ from promptyard.errors import (
     TrackingUnavailableError,
 )
 from promptyard.evaluation import (
+    LoadedDataset,
+    against_reference,
     load_card,
     mcnemar,
     paired_bootstrap,
@@ -49,12 +52,14 @@ from promptyard.optimization import (
     CandidateSummary,
     OptimizationResult,
     SearchOptions,
+    SeedPrompt,
     SelectionOptions,
     checked,
     choose_on_validation,
     commit_message,
     decide_on_test,
     evidence,
+    reference_notes,
     registered_reason,
     request_key,
     version_tags,
@@ -134,26 +139,9 @@ def optimize_prompt(prompt: str, dataset: str, optimizer: OptimizerChoice = Copr
         scored = score_candidates(affordable, validation, data, lm, run_id, key, seed,
                                   optimizer.model_dump(exclude={"name"}), stops)
         meter.release()
-        ranked = [(i, c, r, rid) for i, (c, r, rid, _) in enumerate(scored, 1) if r is not None]  # failed: not ranked
-        objectives = [objectives_of(r) for _, _, r, _ in ranked]
-        reserve = plan.test_reserve
-        verdict = choose_on_validation(baseline.accuracy, objectives, selection, proposed=len(proposal.candidates),
-                                       budget_stopped=bool(stops), test_affordable=meter.can_afford(
-                                           reserve["calls"], tokens=reserve["tokens"], seconds=reserve["seconds"]))
-        outcome = {"decision": verdict.reason}
-        if verdict.goes_to_test:
-            _, best, best_result, best_run = ranked[verdict.best]
-            outcome = test_and_register(seed, best, best_result, best_run, test, data, lm, optimizer.name, search,
-                                        run_id)
-        result = OptimizationResult(
-            prompt=seed.label, dataset=data.card.name, optimizer=optimizer.name, baseline_validation=baseline.accuracy,
-            decision=outcome["decision"] + (f" (budget: {'; '.join(stops)})" if stops else ""), budget=meter.usage(),
-            candidates=summaries(scored), cost_usd=settings.cost(meter.prompt_tokens, meter.completion_tokens),
-            duration_s=round(time.perf_counter() - started, 1), parent_run_id=run_id, mlflow_url=run_url,
-            flow_run_id=str(runtime.flow_run.id or ""), registered_version=outcome.get("version"),
-            best_candidate=ranked[verdict.best][0] if "test" in outcome else None, test=outcome.get("test"),
-            mcnemar=outcome.get("mcnemar"), pareto_front=[ranked[i][0] for i in pareto_front(objectives)])
-        record_result(result, baseline, [(i, r) for i, _, r, _ in ranked], outcome.get("report"))
+        run = RunContext(seed, data, validation, test, lm, meter, plan, optimizer.name, search, selection, run_id,
+                         run_url, started)
+        result = conclude(run, baseline, scored, len(proposal.candidates), stops)
         logger.info(result.decision)
         ok = True
         return result
@@ -164,6 +152,60 @@ def optimize_prompt(prompt: str, dataset: str, optimizer: OptimizerChoice = Copr
     finally:
         Budget.close(lm.budget_key)
         close_run(run_id, ok, settings.tracking_uri, logger)
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """What the decision steps of one optimization share (plain data, never passed to a task)."""
+
+    seed: SeedPrompt
+    data: LoadedDataset
+    validation: list[dict]
+    test: list[dict]
+    lm: LMSpec
+    meter: Budget
+    plan: BudgetPlan
+    optimizer: str
+    search: SearchOptions
+    selection: SelectionOptions
+    run_id: str
+    run_url: str
+    started: float
+
+    def reference(self, rows: list[dict], scores: list[list[float | None]]):
+        """Reference points on `rows` and each score list tested against the majority label."""
+        return against_reference(self.data.card, self.data.rows("train"), rows, self.data.card.make_metric(), scores,
+                                 alpha=1 - self.search.confidence)
+
+
+def conclude(run: RunContext, baseline, scored: list[tuple], proposed: int, stops: list[str]) -> OptimizationResult:
+    """Choose on validation, take the choice to the test split, record the decision on the parent run."""
+    settings, meter = get_settings(), run.meter
+    ranked = [(i, c, r, rid) for i, (c, r, rid, _) in enumerate(scored, 1) if r is not None]  # failed: not ranked
+    objectives = [objectives_of(r) for _, _, r, _ in ranked]
+    reserve = run.plan.test_reserve
+    verdict = choose_on_validation(baseline.accuracy, objectives, run.selection, proposed=proposed,
+                                   budget_stopped=bool(stops), test_affordable=meter.can_afford(
+                                       reserve["calls"], tokens=reserve["tokens"], seconds=reserve["seconds"]))
+    outcome = {"decision": verdict.reason}
+    if verdict.goes_to_test:
+        _, best, best_result, best_run = ranked[verdict.best]
+        outcome = test_and_register(run, best, best_result, best_run)
+    reference, _ = run.reference(run.validation, [])
+    result = OptimizationResult(
+        prompt=run.seed.label, dataset=run.data.card.name, optimizer=run.optimizer,
+        baseline_validation=baseline.accuracy,
+        decision=outcome["decision"] + (f" (budget: {'; '.join(stops)})" if stops else ""), budget=meter.usage(),
+        candidates=summaries(scored), cost_usd=settings.cost(meter.prompt_tokens, meter.completion_tokens),
+        duration_s=round(time.perf_counter() - run.started, 1), parent_run_id=run.run_id, mlflow_url=run.run_url,
+        flow_run_id=str(runtime.flow_run.id or ""), registered_version=outcome.get("version"),
+        best_candidate=ranked[verdict.best][0] if "test" in outcome else None, test=outcome.get("test"),
+        mcnemar=outcome.get("mcnemar"), pareto_front=[ranked[i][0] for i in pareto_front(objectives)],
+        reference_validation=reference, reference_test=outcome.get("reference"),
+        versus_majority=outcome.get("versus_majority", []),
+        notes=reference_notes(outcome.get("reference"), outcome.get("versus_majority", [])))
+    record_result(result, baseline, [(i, r) for i, _, r, _ in ranked], outcome.get("report"))
+    return result
 
 
 def outage(exc: Exception, settings) -> PromptyardError:
@@ -232,13 +274,13 @@ def summaries(scored: list[tuple]) -> list[CandidateSummary]:
     return rows
 
 
-def test_and_register(seed, best, best_validation, best_run_id, test, data, lm, optimizer_name, search,
-                      run_id) -> dict:
+def test_and_register(run: RunContext, best, best_validation, best_run_id) -> dict:
     """Score the seed and the best candidate on the test split, interleaved; register the candidate
     only on a significant gain over the examples both answered. Returns the decision and what it rests on."""
+    seed, data, search = run.seed, run.data, run.search
     try:
         seed_test, best_test = score_pair.with_options(task_run_name="score seed and best candidate · test")(
-            Candidate(seed.template, "seed", generation=seed.generation), best, test, data.card, lm,
+            Candidate(seed.template, "seed", generation=seed.generation), best, run.test, data.card, run.lm,
             "seed and best · test")
         refuse_if_errors([seed_test, best_test], get_settings().max_error_rate, "The test split")
     except BudgetExhausted as exc:
@@ -248,21 +290,25 @@ def test_and_register(seed, best, best_validation, best_run_id, test, data, lm, 
     before, after = paired_scores(seed_test, best_test)
     comparison = paired_bootstrap(before, after, confidence=search.confidence, seed=search.seed)
     exact = mcnemar(before, after)
-    record_test(run_id, best_run_id, seed_test, best_test, comparison, exact, best_validation.accuracy)
+    reference, versus = run.reference(run.test, [seed_test.scores, best_test.scores])
+    record_test(run.run_id, best_run_id, seed_test, best_test, comparison, exact, best_validation.accuracy,
+                reference, versus)
     decision = decide_on_test(comparison)
-    outcome = {"decision": decision.reason, "test": comparison, "mcnemar": exact}
+    outcome = {"decision": decision.reason, "test": comparison, "mcnemar": exact, "reference": reference,
+               "versus_majority": versus}
     if decision.register:
-        tags = version_tags(parent_version=seed.version, optimizer=optimizer_name, dataset=data.card.name,
-                            dataset_digest=data.digest, seed=search.seed, parent_run_id=run_id,
+        tags = version_tags(parent_version=seed.version, optimizer=run.optimizer, dataset=data.card.name,
+                            dataset_digest=data.digest, seed=search.seed, parent_run_id=run.run_id,
                             candidate_run_id=best_run_id, comparison=comparison)
-        version, created = register_version(seed, best, tags, commit_message(optimizer_name, data.card.name,
+        version, created = register_version(seed, best, tags, commit_message(run.optimizer, data.card.name,
                                                                                 comparison))
-        record_evidence(run_id, evidence(seed.name, seed.version, version, data, comparison))
+        record_evidence(run.run_id, evidence(seed.name, seed.version, version, data, comparison))
         outcome |= {"version": version, "decision": registered_reason(seed.name, version, created, decision)}
     outcome["report"] = {
         "title": f"Optimization of {seed.name} version {seed.version} on {data.card.name}",
         "seed_template": seed.template, "best_template": best.template, "comparison": comparison, "test": exact,
-        "baseline": seed_test, "best": best_test, "best_format": best.generation.response_format}
+        "baseline": seed_test, "best": best_test, "best_format": best.generation.response_format,
+        "reference": reference, "versus_majority": versus}
     return outcome
 
 

@@ -10,7 +10,15 @@ from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from flows.optimize_tasks import RETRY, objectives_of
-from promptyard.evaluation import LoadedDataset, McNemar, PairedComparison, ScoreResult, optimization_report
+from promptyard.evaluation import (
+    ConstantTest,
+    LoadedDataset,
+    McNemar,
+    PairedComparison,
+    ReferencePoints,
+    ScoreResult,
+    optimization_report,
+)
 from promptyard.evaluation import pareto_plot
 from promptyard.optimization import OptimizationResult, SearchOptions, SeedPrompt
 from promptyard.runtime import Endpoint, Tracker, get_settings
@@ -83,13 +91,19 @@ def log_scores(run_id: str, result: ScoreResult, split: str) -> None:
 
 @task(cache_policy=NO_CACHE, task_run_name="log the test split", **RETRY)
 def record_test(run_id: str, best_run_id: str, baseline: ScoreResult, best: ScoreResult,
-                comparison: PairedComparison, exact: McNemar, best_validation: float) -> None:
+                comparison: PairedComparison, exact: McNemar, best_validation: float,
+                reference: ReferencePoints | None = None, versus: list[ConstantTest] | None = None) -> None:
     tracker = _tracker()
     tracker.log_score(run_id, baseline, split="baseline_test")
     tracker.log_score(best_run_id, best, split="test")
+    references = {}
+    if reference is not None:
+        references = {"test_majority_label_accuracy": reference.majority, "test_random_accuracy": reference.random,
+                      **{f"test_{who}_vs_majority_p": t.p_value for who, t in zip(("seed", "best"), versus or [])}}
     tracker.log(run_id, metrics={**comparison.as_metrics(), "best_validation": best_validation,
                                  "test_fixed": exact.fixed, "test_broken": exact.broken,
-                                 "test_mcnemar_p": exact.p_value},
+                                 "test_mcnemar_p": exact.p_value, **references},
+                params={"majority_label": reference.majority_label} if reference is not None else None,
                 tags={"promptyard.best_candidate_run_id": best_run_id})
 
 
@@ -108,8 +122,12 @@ def record_result(result: OptimizationResult, baseline: ScoreResult, scored: lis
         tracker.log_figure(run_id, figure, "pareto.png")
         tracker.log(run_id, metrics={"pareto_front_size": len(result.pareto_front)})
     b = result.budget
-    tracker.log(run_id, tags={"promptyard.decision": result.decision},
-                metrics={"lm_calls": b.calls, "lm_tokens": b.tokens, "lm_calls_cached": b.cached,
+    validation = result.reference_validation
+    tracker.log(run_id, tags={"promptyard.decision": result.decision,
+                              **({"promptyard.notes": " | ".join(result.notes)} if result.notes else {})},
+                metrics={**({"validation_majority_label_accuracy": validation.majority,
+                             "validation_random_accuracy": validation.random} if validation else {}),
+                         "lm_calls": b.calls, "lm_tokens": b.tokens, "lm_calls_cached": b.cached,
                          "lm_cost_usd": result.cost_usd, "run_seconds": b.seconds,
                          "candidates_proposed": len(result.candidates),
                          **({"registered_version": result.registered_version} if result.registered_version else {})})

@@ -219,6 +219,7 @@ def offline(a: str, b: str, dataset: str, split: str, limit: int | None, confide
     Example:
       promptyard ab offline intent/1 intent/2 --dataset intent_recognition
     """
+    from promptyard.evaluation import reference_lines
     from promptyard.serving import compare_prompts
 
     r = compare_prompts(get_settings(), a, b, dataset, split=split, limit=limit, confidence=confidence, lift=lift)
@@ -227,4 +228,5 @@ def offline(a: str, b: str, dataset: str, split: str, limit: int | None, confide
     emit(r, as_json, f"{r['a']} {r['a_score']:.3f} vs {r['b']} {r['b_score']:.3f} on {r['dataset']} {r['split']} "
                      f"(n={r['n']}): B − A {r['diff']:+.3f} [{r['low']:+.3f}, {r['high']:+.3f}] "
                      f"{confidence:.0%} interval{mcnemar}\n{r['verdict']}; {r['evidence']}\n{r['power']}\n"
-                     f"MLflow run: {r['mlflow_url']}")
+                     + "".join(f"{line}\n" for line in reference_lines(r, r["a"], r["b"]))
+                     + f"MLflow run: {r['mlflow_url']}")

@@ -51,6 +51,8 @@ def print_result(result, prefect_url: str) -> None:
     click.echo("")
     click.echo(f"prompt {result.prompt} on {result.dataset} with {result.optimizer}")
     click.echo(f"  baseline on validation: {result.baseline_validation:.3f}")
+    if result.reference_validation is not None:
+        click.echo(f"  reference points on validation: {result.reference_validation.describe()}")
     for c in result.candidates:
         train = f"train {c.train_score:.3f}  " if c.train_score is not None else ""
         if c.failed:
@@ -62,7 +64,13 @@ def print_result(result, prefect_url: str) -> None:
         t = result.test
         click.echo(f"  test split (n={t.n}): baseline {t.baseline:.3f}, best (candidate {result.best_candidate}) "
                    f"{t.candidate:.3f}, difference {t.diff:+.3f} [{t.low:+.3f}, {t.high:+.3f}]")
+    if result.reference_test is not None:
+        click.echo(f"  reference points on test: {result.reference_test.describe()}")
+        for who, versus in zip(("the seed", "the best candidate"), result.versus_majority, strict=False):
+            click.echo(f"  {versus.describe(who)}")
     click.echo(f"  {result.decision}")
+    for note in result.notes:
+        click.echo(f"  note: {note}")
     b = result.budget
     limit = f" of {b.max_calls}" if b.max_calls else ""
     click.echo(f"  LM calls: {b.calls}{limit} ({b.cached} answered from cache), tokens {b.tokens}")

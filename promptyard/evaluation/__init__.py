@@ -2,11 +2,20 @@
 
 Owns datasets and their cards (Hugging Face `datasets`, deterministic splits, digests), metrics
 and the LLM judge, scoring a template over examples, statistics (paired bootstrap, McNemar,
-intervals), multi-objective selection, the optimization report, and `evaluate_prompt` (score one
-registered version and log it). May import: `promptyard.registry`, `promptyard.runtime`,
-`promptyard.errors`.
+intervals), reference points (the majority label and a uniformly random label on the same rows, and
+a prompt tested against them), multi-objective selection, the optimization report, and
+`evaluate_prompt` (score one registered version and log it). May import: `promptyard.registry`,
+`promptyard.runtime`, `promptyard.errors`.
 """
 
+from promptyard.evaluation.baselines import (
+    ConstantTest,
+    ReferencePoints,
+    against_reference,
+    constant_scores,
+    reference_points,
+    versus_constant,
+)
 from promptyard.evaluation.data import (
     DatasetCard,
     LoadedDataset,
@@ -18,7 +27,7 @@ from promptyard.evaluation.data import (
 from promptyard.evaluation.metric_catalog import METRICS, get_metric
 from promptyard.evaluation.metrics import Metric
 from promptyard.evaluation.report import optimization_report
-from promptyard.evaluation.runs import SPLITS, VersionScorer, evaluate_prompt
+from promptyard.evaluation.runs import SPLITS, VersionScorer, evaluate_prompt, reference_lines
 from promptyard.evaluation.scoring import (
     ExampleResult,
     ScoreResult,
@@ -32,6 +41,12 @@ from promptyard.evaluation.stats import McNemar, PairedComparison, is_binary, mc
 
 __all__ = [
     "METRICS",
+    "ConstantTest",
+    "ReferencePoints",
+    "against_reference",
+    "constant_scores",
+    "reference_points",
+    "versus_constant",
     "SELECTIONS",
     "SPLITS",
     "DatasetCard",
@@ -45,6 +60,7 @@ __all__ = [
     "VersionScorer",
     "dataset_digest",
     "evaluate_prompt",
+    "reference_lines",
     "get_metric",
     "is_binary",
     "list_datasets",

@@ -1,7 +1,9 @@
-"""The summary report of an optimization: numbers, the prompt diff, examples fixed and broken."""
+"""The summary report of an optimization: numbers, reference points, the prompt diff, examples fixed
+and broken."""
 
 from __future__ import annotations
 
+from promptyard.evaluation.baselines import ConstantTest, ReferencePoints
 from promptyard.evaluation.scoring import ScoreResult
 from promptyard.evaluation.stats import McNemar, PairedComparison
 from promptyard.registry import diff
@@ -20,9 +22,27 @@ def _examples(baseline: ScoreResult, best: ScoreResult, fixed: bool, limit: int)
     return head + rows[:limit] + ([f"| … {len(rows) - limit} more | | | |"] if len(rows) > limit else [])
 
 
+def reference_section(reference: ReferencePoints | None, tests: list[ConstantTest], who: list[str],
+                      split: str = "test") -> list[str]:
+    """Reference points next to the prompts, and whether each beats the majority label (markdown lines)."""
+    if reference is None:
+        return []
+    lines = [f"## Reference points ({split}, n={reference.n})", "",
+             "| predictor | score |", "|---|---|",
+             f"| always {reference.majority_label!r} (the train split's most frequent label) | {reference.majority:.3f} |",
+             f"| a label drawn uniformly from the {reference.labels} labels (expected) | {reference.random:.3f} |",
+             *[f"| {name} | {t.prompt:.3f} |" for name, t in zip(who, tests, strict=True)], ""]
+    lines += [f"- {t.describe(name)}" for name, t in zip(who, tests, strict=True)]
+    if tests and not tests[-1].significant:
+        lines += ["", f"**The {who[-1]} is not significantly above always answering {reference.majority_label!r}**: "
+                      "a constant answer that never reads the input does as well on these examples."]
+    return [*lines, ""]
+
+
 def optimization_report(*, title: str, seed_template: str, best_template: str, comparison: PairedComparison,
                         test: McNemar, baseline: ScoreResult, best: ScoreResult, decision: str,
-                        best_format: dict | None = None, limit: int = 10) -> str:
+                        best_format: dict | None = None, reference: ReferencePoints | None = None,
+                        versus_majority: list[ConstantTest] | None = None, limit: int = 10) -> str:
     lines = [
         f"# {title}", "",
         f"**Decision**: {decision}", "",
@@ -31,6 +51,7 @@ def optimization_report(*, title: str, seed_template: str, best_template: str, c
         f"| test (n={comparison.n}) | {comparison.baseline:.3f} | {comparison.candidate:.3f} | {comparison.diff:+.3f} "
         f"| [{comparison.low:+.3f}, {comparison.high:+.3f}] ({comparison.confidence:.0%}, paired bootstrap) |", "",
         f"McNemar (exact): {test.fixed} fixed, {test.broken} broken, p = {test.p_value:.4g}", "",
+        *reference_section(reference, list(versus_majority or []), ["seed", "winner"]),
         "## Prompt diff", "", "```diff", diff(seed_template, best_template, "seed", "best") or "(same text)", "```", "",
     ]
     if best_format:

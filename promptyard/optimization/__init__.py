@@ -1,8 +1,9 @@
 """Optimization decisions: the pure core of the optimize flow (no Prefect, no MLflow, no LM calls).
 
 Owns the flow's typed parameter groups and their checks, the budget plan (what the search may
-spend so the final test is always paid for), the decision to register or not and why, the
-provenance and evidence tags of a registered version, and the typed `OptimizationResult`.
+spend so the final test is always paid for), the decision to register or not and why (and what a
+reader must know besides, such as a winner not above the majority label), the provenance and
+evidence tags of a registered version, and the typed `OptimizationResult`.
 May import: `promptyard.governance`, `promptyard.evaluation`, `promptyard.registry`,
 `promptyard.runtime`, `promptyard.errors`.
 """
@@ -14,6 +15,7 @@ from promptyard.optimization.decision import (
     choose_on_validation,
     decide_on_test,
     interval,
+    reference_notes,
     registered_reason,
 )
 from promptyard.optimization.options import BudgetLimits, SearchOptions, SelectionOptions, checked
@@ -38,6 +40,7 @@ __all__ = [
     "decide_on_test",
     "evidence",
     "interval",
+    "reference_notes",
     "registered_reason",
     "request_key",
     "version_tags",

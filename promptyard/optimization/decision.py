@@ -10,11 +10,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from promptyard.evaluation import Objectives, PairedComparison, select
+from promptyard.evaluation import ConstantTest, Objectives, PairedComparison, ReferencePoints, select
 from promptyard.optimization.options import SelectionOptions
 
 __all__ = ["Verdict", "Decision", "choose_on_validation", "decide_on_test", "registered_reason", "interval",
-           "CANDIDATE_ALIAS"]
+           "reference_notes", "CANDIDATE_ALIAS"]
 
 CANDIDATE_ALIAS = "candidate"
 
@@ -72,3 +72,16 @@ def interval(comparison: PairedComparison) -> str:
 def registered_reason(name: str, version: int, created: bool, decision: Decision) -> str:
     verb = "registered" if created else "found the same template already registered as"
     return f"{verb} {name} version {version} and moved alias '{CANDIDATE_ALIAS}' to it: {decision.reason}"
+
+
+def reference_notes(reference: ReferencePoints | None, versus: Sequence[ConstantTest]) -> list[str]:
+    """What a reader must know besides the decision: a winner (the last prompt tested) that is not
+    significantly above always answering the majority label."""
+    if reference is None or not versus:
+        return []
+    winner = versus[-1]
+    if winner.significant:
+        return []
+    return [f"the best candidate ({winner.prompt:.3f} on test) is not significantly above always answering "
+            f"{reference.majority_label!r} ({winner.constant:.3f}; exact one-sided sign test p = {winner.p_value:.3g}): "
+            "on these examples a constant answer that never reads the input does as well"]

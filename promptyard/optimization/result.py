@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from promptyard.evaluation import McNemar, PairedComparison
+from promptyard.evaluation import ConstantTest, McNemar, PairedComparison, ReferencePoints
 from promptyard.registry import GenerationConfig
 from promptyard.runtime import BudgetUsage
 
@@ -63,6 +63,13 @@ class OptimizationResult:
     test: PairedComparison | None = None
     mcnemar: McNemar | None = None
     pareto_front: list[int] = field(default_factory=list)  # 1-based candidate indices
+    reference_validation: ReferencePoints | None = None  # majority label and uniformly random label
+    reference_test: ReferencePoints | None = None
+    versus_majority: list[ConstantTest] = field(default_factory=list)  # the seed, then the winner, on test
+    notes: list[str] = field(default_factory=list)  # what a reader must know besides the decision
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        for test, plain in zip(self.versus_majority, data["versus_majority"], strict=True):
+            plain["significant"] = test.significant
+        return data

@@ -6,6 +6,7 @@ from helpers import governed
 from click.testing import CliRunner
 
 from promptyard.cli import cli
+from promptyard.evaluation import load_dataset
 from promptyard.runtime import get_settings
 
 
@@ -124,8 +125,16 @@ def test_eval_scores_a_version_with_an_interval(fake_llm, tiny_dataset, registry
     assert (result["prompt"], result["n"], result["score"], result["low"], result["high"]) == (
         "sentiment/1", 20, 1.0, 1.0, 1.0)
     assert len(fake_llm.chat_requests()) == 20
-    text = invoke("eval", "sentiment", "--dataset", str(tiny_dataset), "--limit", "4")
-    assert text.startswith("sentiment/1 on tiny test (n=4): exact_label 1.000 [1.000, 1.000] 95% interval")
+    majority = result["reference"]["majority_label"]
+    assert result["reference"]["n"] == 20 and result["reference"]["random"] == 0.5
+    assert result["versus_majority"][0]["significant"] and result["versus_majority"][0]["losses"] == 0
+    text = invoke("eval", "sentiment", "--dataset", str(tiny_dataset), "--limit", "4").splitlines()
+    assert text[0].startswith("sentiment/1 on tiny test (n=4): exact_label 1.000 [1.000, 1.000] 95% interval")
+    points = result["reference"]
+    assert text[1].startswith(f"reference points: majority label {majority!r} ")
+    assert text[1].endswith(", uniform random over 2 labels 0.500")
+    assert text[2].startswith(f"sentiment/1 1.000 is NOT significantly above always answering {majority!r}")
+    assert points["majority"] == sum(r["label"] == majority for r in load_dataset(tiny_dataset).rows("validation")) / 20
 
 
 @pytest.mark.parametrize("args, message", [

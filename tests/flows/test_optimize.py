@@ -98,6 +98,23 @@ def test_improving_candidate_is_registered_with_provenance(fake_llm, tiny_datase
     assert broken.strip().splitlines() == ["| input | gold | baseline | candidate |", "|---|---|---|---|"]
     assert {d.dataset.name for d in parent.inputs.dataset_inputs} == {"tiny-train", "tiny-validation", "tiny-test"}
 
+    # honest reference points: always answering the train split's most frequent label, and a random label
+    train = data.rows("train")
+    majority = max(["positive", "negative"], key=lambda label: (sum(r["label"] == label for r in train),
+                                                                label == "positive"))
+    ref = summary.reference_test
+    assert (ref.majority_label, ref.n, ref.random) == (majority, 40, 0.5)
+    assert ref.majority == sum(r["label"] == majority for r in data.rows("test")) / 40
+    seed_vs, best_vs = summary.versus_majority
+    assert best_vs.significant and best_vs.prompt == 1.0 and best_vs.losses == 0
+    assert not seed_vs.significant and summary.notes == []
+    assert parent.data.metrics["test_majority_label_accuracy"] == ref.majority
+    assert parent.data.metrics["validation_random_accuracy"] == 0.5
+    section = report.split("## Reference points (test, n=40)")[1].split("## Prompt diff")[0]
+    assert f"| always {majority!r} (the train split's most frequent label) | {ref.majority:.3f} |" in section
+    assert "| a label drawn uniformly from the 2 labels (expected) | 0.500 |" in section
+    assert "- winner 1.000 is significantly above always answering" in section
+
 
 def test_proposals_really_happened_and_were_scored(fake_llm, tiny_dataset, seeded):
     summary = run(tiny_dataset)
@@ -161,7 +178,7 @@ def test_template_must_not_show_the_label(fake_llm, tiny_dataset, registry):
 
 
 def test_missing_dataset(fake_llm, tmp_path, seeded):
-    with pytest.raises(DatasetError, match="not found"):
+    with pytest.raises(DatasetError, match="does not exist"):
         run(tmp_path / "nowhere")
 
 

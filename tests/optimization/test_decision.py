@@ -124,3 +124,24 @@ def test_the_result_is_plain_data():
     result = OptimizationResult("intent/1", "intent", "copro", 0.4, [], "nothing registered", usage, 0.0, 2.0, "r",
                                 "url", "f", test=comparison(0.01, 0.2))
     assert json.loads(json.dumps(result.to_dict()))["test"]["low"] == 0.01
+
+
+def test_a_winner_not_above_the_majority_label_is_said_so():
+    from promptyard.evaluation import ConstantTest, ReferencePoints
+    from promptyard.optimization import reference_notes
+
+    reference = ReferencePoints("negative", 0.5, 0.5, 2, 100)
+    seed = ConstantTest("negative", 0.43, 0.5, 10, 17, 0.94, 0.05)
+    weak = ConstantTest("negative", 0.54, 0.5, 12, 8, 0.2517, 0.05)
+    strong = ConstantTest("negative", 0.80, 0.5, 35, 5, 1e-6, 0.05)
+    assert reference_notes(reference, [seed, weak]) == [
+        "the best candidate (0.540 on test) is not significantly above always answering 'negative' (0.500; exact "
+        "one-sided sign test p = 0.252): on these examples a constant answer that never reads the input does as well"]
+    assert reference_notes(reference, [seed, strong]) == []
+    assert reference_notes(None, []) == []
+    usage = BudgetUsage(10, 100, 80, 20, 2, 1.5, None, None, None)
+    result = OptimizationResult("s/1", "d", "copro", 0.4, [], "x", usage, 0.0, 2.0, "r", "url", "f",
+                                reference_test=reference, versus_majority=[seed, weak])
+    plain = json.loads(json.dumps(result.to_dict()))
+    assert plain["reference_test"]["majority_label"] == "negative"
+    assert [v["significant"] for v in plain["versus_majority"]] == [False, False]
