@@ -17,6 +17,7 @@ from flows.optimize_record import log_scores, open_parent_run, record_result, re
 from flows.optimize_tasks import (
     CandidateFailure,
     LMSpec,
+    Proposal,
     evaluate_candidate,
     load_data,
     load_seed,
@@ -55,7 +56,8 @@ from promptyard.optimization import (
     SeedPrompt,
     SelectionOptions,
     checked,
-    choose_on_validation,
+    Contender,
+    choose_winner,
     commit_message,
     decide_on_test,
     evidence,
@@ -141,7 +143,7 @@ def optimize_prompt(prompt: str, dataset: str, optimizer: OptimizerChoice = Copr
         meter.release()
         run = RunContext(seed, data, validation, test, lm, meter, plan, optimizer.name, search, selection, run_id,
                          run_url, started)
-        result = conclude(run, baseline, scored, len(proposal.candidates), stops)
+        result = conclude(run, baseline, scored, proposal, stops)
         logger.info(result.decision)
         ok = True
         return result
@@ -178,19 +180,27 @@ class RunContext:
                                  alpha=1 - self.search.confidence)
 
 
-def conclude(run: RunContext, baseline, scored: list[tuple], proposed: int, stops: list[str]) -> OptimizationResult:
+def conclude(run: RunContext, baseline, scored: list[tuple], proposal: Proposal, stops: list[str]) -> OptimizationResult:
     """Choose on validation, take the choice to the test split, record the decision on the parent run."""
     settings, meter = get_settings(), run.meter
     ranked = [(i, c, r, rid) for i, (c, r, rid, _) in enumerate(scored, 1) if r is not None]  # failed: not ranked
     objectives = [objectives_of(r) for _, _, r, _ in ranked]
     reserve = run.plan.test_reserve
-    verdict = choose_on_validation(baseline.accuracy, objectives, run.selection, proposed=proposed,
-                                   budget_stopped=bool(stops), test_affordable=meter.can_afford(
-                                       reserve["calls"], tokens=reserve["tokens"], seconds=reserve["seconds"]))
+    contenders = [Contender(c.template, c.generation.response_format != run.seed.generation.response_format,
+                            r.accuracy, r.scores) for _, c, r, _ in ranked]
+    verdict, tie = choose_winner(baseline.accuracy, objectives, contenders, run.selection, run.seed.template,
+                                 proposed=len(proposal.candidates), budget_stopped=bool(stops), alpha=1 - run.search.confidence,
+                                 seed=run.search.seed, test_affordable=meter.can_afford(
+                                     reserve["calls"], tokens=reserve["tokens"], seconds=reserve["seconds"]))
+    choice = tie.renumbered([i for i, *_ in ranked]) if tie else None
     outcome = {"decision": verdict.reason}
     if verdict.goes_to_test:
         _, best, best_result, best_run = ranked[verdict.best]
         outcome = test_and_register(run, best, best_result, best_run)
+        if "report" in outcome:
+            outcome["report"]["choice"] = choice.markdown(
+                {i: r.accuracy for i, _, r, _ in ranked}, {i: c.details.get("output_format", "free")
+                                                           for i, c, _, _ in ranked})
     reference, _ = run.reference(run.validation, [])
     result = OptimizationResult(
         prompt=run.seed.label, dataset=run.data.card.name, optimizer=run.optimizer,
@@ -201,7 +211,8 @@ def conclude(run: RunContext, baseline, scored: list[tuple], proposed: int, stop
         flow_run_id=str(runtime.flow_run.id or ""), registered_version=outcome.get("version"),
         best_candidate=ranked[verdict.best][0] if "test" in outcome else None, test=outcome.get("test"),
         mcnemar=outcome.get("mcnemar"), pareto_front=[ranked[i][0] for i in pareto_front(objectives)],
-        reference_validation=reference, reference_test=outcome.get("reference"),
+        reference_validation=reference, reference_test=outcome.get("reference"), choice=choice,
+        proposals_discarded=proposal.discarded,
         versus_majority=outcome.get("versus_majority", []),
         notes=reference_notes(outcome.get("reference"), outcome.get("versus_majority", [])))
     record_result(result, baseline, [(i, r) for i, _, r, _ in ranked], outcome.get("report"))

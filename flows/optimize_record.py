@@ -130,6 +130,7 @@ def record_result(result: OptimizationResult, baseline: ScoreResult, scored: lis
                          "lm_calls": b.calls, "lm_tokens": b.tokens, "lm_calls_cached": b.cached,
                          "lm_cost_usd": result.cost_usd, "run_seconds": b.seconds,
                          "candidates_proposed": len(result.candidates),
+                         "proposals_discarded": result.proposals_discarded,
                          **({"registered_version": result.registered_version} if result.registered_version else {})})
     if report is not None:
         tracker.log_text(run_id, optimization_report(**report, decision=result.decision), "report.md")

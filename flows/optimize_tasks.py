@@ -94,6 +94,7 @@ class LMSpec:
 class Proposal:
     candidates: list[Candidate]
     stopped: str | None  # why the search ended early (a spent budget), if it did
+    discarded: int = 0  # proposer replies without a readable instruction (meta-text, echoes, a bare label)
 
 
 class CandidateFailure(Exception):
@@ -160,7 +161,7 @@ def propose(settings: OptimizerSettings | PluginOptimizer, seed: SeedPrompt, tra
         random_seed=random_seed, budget=lm.budget)
     candidates = optimizer.propose(opt_task, task_lm=lm.lm(**seed.generation.request_kwargs()),
                                    proposer_lm=lm.lm(max_tokens=256))
-    return Proposal(candidates, optimizer.stopped)
+    return Proposal(candidates, optimizer.stopped, len(opt_task.discarded))
 
 
 @task(**RETRY, **resumable("candidate", "rows", "card", "request_key"))

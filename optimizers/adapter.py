@@ -12,12 +12,12 @@ inputs as text, and the whole reply as the single output.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import dspy
 
-from optimizers.proposals import clean_proposal
+from optimizers.proposals import usable_proposal
 from promptyard.evaluation import Metric
 from promptyard.registry import Template
 
@@ -65,13 +65,15 @@ class TemplateAdapter(dspy.Adapter):
     """Renders task calls through the template body; hands other calls to `proposer`."""
 
     def __init__(self, body: str, task_inputs: list[str], metric: Metric, proposer: dspy.Adapter | None = None,
-                 proposals: list[str] | None = None):
+                 proposals: list[str] | None = None, read_proposal: Callable[[str], str] | None = None):
         super().__init__()
         self.body = body
         self.task_inputs = list(task_inputs)
         self.metric = metric
         self.proposer = proposer
         self.proposals = proposals if proposals is not None else []  # every proposal seen, in order
+        # a proposer's reply -> its readable instruction, or "" to discard it (see optimizers.proposals)
+        self.usable = read_proposal or usable_proposal
 
     def _is_task(self, signature) -> bool:
         return list(signature.output_fields) == [OUTPUT_FIELD]
@@ -80,7 +82,11 @@ class TemplateAdapter(dspy.Adapter):
         if self.proposer is not None and not self._is_task(signature):
             outputs = self.proposer(lm, lm_kwargs, signature, demos, inputs)
             first = next(iter(signature.output_fields))
-            self.proposals.extend(str(o.get(first, "")).strip() for o in outputs if str(o.get(first, "")).strip())
+            for output in outputs:  # a capable proposer talks about its instruction too
+                if isinstance(output.get(first), str):
+                    output[first] = self.usable(output[first])
+                    if output[first]:
+                        self.proposals.append(output[first])
             return outputs
         return super().__call__(lm, lm_kwargs, signature, demos, inputs)
 
@@ -141,7 +147,7 @@ class TemplateAdapter(dspy.Adapter):
             return {OUTPUT_FIELD: completion}
         outputs = list(signature.output_fields)
         parsed = {name: "" for name in outputs}
-        parsed[outputs[0]] = clean_proposal(completion)
+        parsed[outputs[0]] = self.usable(completion)
         for name, field_info in signature.output_fields.items():  # SIMBA's advice: one text per module
             if getattr(field_info, "annotation", None) in (dict, dict[str, str]):
                 parsed[name] = _SameForEveryKey(parsed[outputs[0]])

@@ -14,7 +14,6 @@ from typing import Any, Literal
 from pydantic import Field
 
 from optimizers.base import Candidate, OptimizationTask, Optimizer, OptimizerSettings
-from optimizers.proposals import clean_proposal
 
 __all__ = ["GepaOptimizer", "GepaSettings", "reflection_prompt"]
 
@@ -87,7 +86,7 @@ class GepaOptimizer(Optimizer):
                 response = proposer_lm.forward(messages=[{"role": "user", "content": prompt}],
                                                temperature=s.temperature,
                                                rollout_id=task.random_seed * 10_000 + len(proposals))
-                instruction = clean_proposal(response.choices[0].message.content or "") or candidate[name]
+                instruction = task.usable(response.choices[0].message.content or "") or candidate[name]
                 proposals.append(instruction)
                 task.record_proposal(instruction)
                 updated[name] = instruction

@@ -10,7 +10,6 @@ from typing import Any, Literal
 from pydantic import Field
 
 from optimizers.base import Candidate, OptimizationTask, Optimizer, OptimizerSettings
-from optimizers.proposals import clean_proposal
 from promptyard.evaluation import score_template
 
 __all__ = ["MetaPromptOptimizer", "MetaPromptSettings", "meta_prompt"]
@@ -70,7 +69,7 @@ class MetaPromptOptimizer(Optimizer):
                 response = proposer_lm.forward(messages=[{"role": "user", "content": prompt}],
                                                temperature=s.temperature,
                                                rollout_id=task.random_seed * 1000 + round_ * 100 + k)
-                instruction = clean_proposal(response.choices[0].message.content or "")
+                instruction = task.usable(response.choices[0].message.content or "")
                 task.record_proposal(instruction)
                 if instruction and instruction not in scores:
                     scores[instruction] = train_score(instruction)

@@ -52,7 +52,8 @@ def dspy_metric(task: OptimizationTask):
 
 def adapter_for(task: OptimizationTask) -> TemplateAdapter:
     proposer = None if task.proposer_style == "plain" else dspy.ChatAdapter()
-    return TemplateAdapter(task.seed.body, task.input_fields, task.metric, proposer=proposer, proposals=task.proposals)
+    return TemplateAdapter(task.seed.body, task.input_fields, task.metric, proposer=proposer, proposals=task.proposals,
+                           read_proposal=task.usable)
 
 
 def template_of(program: dspy.Module, task: OptimizationTask) -> str:

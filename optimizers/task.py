@@ -27,10 +27,27 @@ class OptimizationTask:
     random_seed: int = 0
     budget: Any = None  # a promptyard Budget shared by every LM of the run, if any
     proposals: list[str] = field(default_factory=list)  # every instruction the proposer wrote, in order
+    discarded: list[str] = field(default_factory=list)  # proposer replies that held no readable instruction
 
     def record_proposal(self, instruction: str) -> None:
         if instruction and instruction.strip():
             self.proposals.append(instruction.strip())
+
+    @property
+    def echoes(self) -> list[str]:
+        """The example inputs a proposer may copy into an instruction (cut out of proposals)."""
+        from optimizers.proposals import task_echoes
+
+        return task_echoes(self.trainset, self.input_fields)
+
+    def usable(self, reply: str) -> str:
+        """The readable instruction in a proposer's reply, or "" (the reply is kept in `discarded`)."""
+        from optimizers.proposals import usable_proposal
+
+        instruction = usable_proposal(reply, self.echoes, self.labels)
+        if not instruction and reply.strip():
+            self.discarded.append(reply.strip())
+        return instruction
 
     def __post_init__(self) -> None:
         if not self.seed.instruction.strip():

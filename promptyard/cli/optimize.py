@@ -60,6 +60,8 @@ def print_result(result, prefect_url: str) -> None:
         else:
             errors = f"  ({c.errors} request(s) failed, not scored)" if c.errors else ""
             click.echo(f"  candidate {c.index}: {train}validation {c.validation:.3f}{errors}")
+    if result.choice is not None:
+        click.echo(f"  {result.choice.summary()}")
     if result.test is not None:
         t = result.test
         click.echo(f"  test split (n={t.n}): baseline {t.baseline:.3f}, best (candidate {result.best_candidate}) "

@@ -42,7 +42,8 @@ def reference_section(reference: ReferencePoints | None, tests: list[ConstantTes
 def optimization_report(*, title: str, seed_template: str, best_template: str, comparison: PairedComparison,
                         test: McNemar, baseline: ScoreResult, best: ScoreResult, decision: str,
                         best_format: dict | None = None, reference: ReferencePoints | None = None,
-                        versus_majority: list[ConstantTest] | None = None, limit: int = 10) -> str:
+                        versus_majority: list[ConstantTest] | None = None, choice: list[str] | None = None,
+                        limit: int = 10) -> str:
     lines = [
         f"# {title}", "",
         f"**Decision**: {decision}", "",
@@ -52,6 +53,7 @@ def optimization_report(*, title: str, seed_template: str, best_template: str, c
         f"| [{comparison.low:+.3f}, {comparison.high:+.3f}] ({comparison.confidence:.0%}, paired bootstrap) |", "",
         f"McNemar (exact): {test.fixed} fixed, {test.broken} broken, p = {test.p_value:.4g}", "",
         *reference_section(reference, list(versus_majority or []), ["seed", "winner"]),
+        *(choice or []),
         "## Prompt diff", "", "```diff", diff(seed_template, best_template, "seed", "best") or "(same text)", "```", "",
     ]
     if best_format:

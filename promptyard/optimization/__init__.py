@@ -1,7 +1,8 @@
 """Optimization decisions: the pure core of the optimize flow (no Prefect, no MLflow, no LM calls).
 
 Owns the flow's typed parameter groups and their checks, the budget plan (what the search may
-spend so the final test is always paid for), the decision to register or not and why (and what a
+spend so the final test is always paid for), the choice on validation (the smallest edit among
+the candidates tied with the best), the decision to register or not and why (and what a
 reader must know besides, such as a winner not above the majority label), the provenance and
 evidence tags of a registered version, and the typed `OptimizationResult`.
 May import: `promptyard.governance`, `promptyard.evaluation`, `promptyard.registry`,
@@ -13,6 +14,7 @@ from promptyard.optimization.decision import (
     Decision,
     Verdict,
     choose_on_validation,
+    choose_winner,
     decide_on_test,
     interval,
     reference_notes,
@@ -21,10 +23,14 @@ from promptyard.optimization.decision import (
 from promptyard.optimization.options import BudgetLimits, SearchOptions, SelectionOptions, checked
 from promptyard.optimization.plan import BudgetPlan
 from promptyard.optimization.provenance import commit_message, evidence, request_key, version_tags
+from promptyard.optimization.simplest import TIE_RULE, Contender, TieBreak, closest_among_tied, edit_size
 from promptyard.optimization.result import CandidateSummary, OptimizationResult, SeedPrompt
 
 __all__ = [
     "CANDIDATE_ALIAS",
+    "TIE_RULE",
+    "Contender",
+    "TieBreak",
     "BudgetLimits",
     "BudgetPlan",
     "CandidateSummary",
@@ -36,6 +42,9 @@ __all__ = [
     "Verdict",
     "checked",
     "choose_on_validation",
+    "choose_winner",
+    "closest_among_tied",
+    "edit_size",
     "commit_message",
     "decide_on_test",
     "evidence",

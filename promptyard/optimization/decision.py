@@ -12,9 +12,10 @@ from dataclasses import dataclass
 
 from promptyard.evaluation import ConstantTest, Objectives, PairedComparison, ReferencePoints, select
 from promptyard.optimization.options import SelectionOptions
+from promptyard.optimization.simplest import Contender, TieBreak, closest_among_tied
 
 __all__ = ["Verdict", "Decision", "choose_on_validation", "decide_on_test", "registered_reason", "interval",
-           "reference_notes", "CANDIDATE_ALIAS"]
+           "reference_notes", "choose_winner", "CANDIDATE_ALIAS"]
 
 CANDIDATE_ALIAS = "candidate"
 
@@ -55,6 +56,22 @@ def choose_on_validation(baseline: float, candidates: Sequence[Objectives], sele
     if not test_affordable:
         return Verdict(best, "budget spent before the test split could be scored; nothing registered")
     return Verdict(best)
+
+
+def choose_winner(baseline: float, candidates: Sequence[Objectives], contenders: Sequence[Contender],
+                  selection: SelectionOptions, seed_text: str, *, proposed: int, budget_stopped: bool,
+                  test_affordable: bool, alpha: float = 0.05, seed: int = 0) -> tuple[Verdict, TieBreak | None]:
+    """`choose_on_validation`, then the smallest edit among the candidates tied with its choice: the
+    verdict names the candidate that goes to the test split, the tie-break says why."""
+    verdict = choose_on_validation(baseline, candidates, selection, proposed=proposed, budget_stopped=budget_stopped,
+                                   test_affordable=test_affordable)
+    if not verdict.goes_to_test:
+        return verdict, None
+    allowed = [i for i, p in enumerate(candidates)
+               if (selection.max_cost_per_example is None or p.cost <= selection.max_cost_per_example)
+               and (selection.max_latency_s is None or p.latency_s <= selection.max_latency_s)]
+    tie = closest_among_tied(seed_text, contenders, verdict.best, baseline, allowed=allowed, alpha=alpha, seed=seed)
+    return Verdict(tie.chosen), tie
 
 
 def decide_on_test(comparison: PairedComparison) -> Decision:

@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from promptyard.evaluation import ConstantTest, McNemar, PairedComparison, ReferencePoints
+from promptyard.optimization.simplest import TieBreak
 from promptyard.registry import GenerationConfig
 from promptyard.runtime import BudgetUsage
 
@@ -60,6 +61,7 @@ class OptimizationResult:
     flow_run_id: str
     registered_version: int | None = None
     best_candidate: int | None = None  # 1-based index of the candidate taken to the test split
+    choice: TieBreak | None = None  # why that candidate: the smallest edit among those tied with the best
     test: PairedComparison | None = None
     mcnemar: McNemar | None = None
     pareto_front: list[int] = field(default_factory=list)  # 1-based candidate indices
@@ -67,6 +69,7 @@ class OptimizationResult:
     reference_test: ReferencePoints | None = None
     versus_majority: list[ConstantTest] = field(default_factory=list)  # the seed, then the winner, on test
     notes: list[str] = field(default_factory=list)  # what a reader must know besides the decision
+    proposals_discarded: int = 0  # proposer replies without a readable instruction
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

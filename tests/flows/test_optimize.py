@@ -94,6 +94,7 @@ def test_improving_candidate_is_registered_with_provenance(fake_llm, tiny_datase
     assert "-Classify the sentiment of the review as positive or negative." in report
     assert "+Read the review carefully. Answer positive or negative." in report
     fixed, broken = report.split("## Examples fixed")[1].split("## Examples broken")
+    assert "## How the winner was chosen" in report and "a rewrite must earn its words" in report
     assert "| {'text': 'The film was bad, take" in fixed and "| negative | positive | negative |" in fixed
     assert broken.strip().splitlines() == ["| input | gold | baseline | candidate |", "|---|---|---|---|"]
     assert {d.dataset.name for d in parent.inputs.dataset_inputs} == {"tiny-train", "tiny-validation", "tiny-test"}
@@ -117,7 +118,15 @@ def test_improving_candidate_is_registered_with_provenance(fake_llm, tiny_datase
 
 
 def test_proposals_really_happened_and_were_scored(fake_llm, tiny_dataset, seeded):
+    # a proposer that talks about its instruction: the candidate reads as the instruction alone
+    fake_llm.proposal = 'The requested instruction is: Rewrite: "Read the review carefully. Answer positive or negative."'
     summary = run(tiny_dataset)
+    assert summary.registered_version == 2 and summary.proposals_discarded == 0
+    assert seeded.get("sentiment/2").template == ("Read the review carefully. Answer positive or negative.\n\n"
+                                                  "Review: {{text}}")
+    # the proposal and its label-constrained twin are tied on validation: the one without a format change wins
+    assert (summary.choice.best, summary.choice.chosen, summary.choice.tied) == (1, 1, [1, 5])
+    assert summary.choice.edits == {1: summary.choice.edits[5], 5: summary.choice.edits[1]}
     proposer_calls = fake_llm.chat_requests("proposer")
     assert proposer_calls, "the optimizer never asked the proposer"
     assert proposer_calls[0]["messages"][-1]["content"].startswith("Rewrite the instruction")
@@ -138,6 +147,15 @@ def test_nothing_registered_when_no_candidate_beats_the_seed(fake_llm, tiny_data
         seeded.get("sentiment@candidate")
     _, children = child_runs(summary)
     assert len(children) == len(summary.candidates)
+
+
+def test_a_proposal_without_a_readable_instruction_is_discarded(fake_llm, tiny_dataset, seeded):
+    fake_llm.proposal = "Rewrite: positive"  # a bare label: an answer, not an instruction
+    summary = run(tiny_dataset, settings={**SMALL, "constrain_labels": False})
+    assert summary.proposals_discarded >= 1 and summary.candidates == []
+    assert summary.decision.startswith("the optimizer returned no candidate")
+    parent, _ = child_runs(summary)
+    assert parent.data.metrics["proposals_discarded"] == summary.proposals_discarded
 
 
 def test_label_constrained_output_is_a_candidate(fake_llm, tiny_dataset, seeded):
