@@ -11,7 +11,6 @@ import time
 from dataclasses import dataclass
 
 from prefect import flow, get_run_logger, runtime
-from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.optimize_record import log_scores, open_parent_run, record_result, record_test
 from flows.optimize_tasks import (
@@ -28,6 +27,7 @@ from flows.optimize_tasks import (
     score,
     score_pair,
 )
+from flows.runners import task_runner
 from optimizers import Candidate, CoproSettings, OptimizerChoice, OptimizerSettings, PluginOptimizer, get_optimizer
 from promptyard.errors import (
     BudgetExhausted,
@@ -93,7 +93,7 @@ def check_request(prompt: str, dataset: str, optimizer: OptimizerSettings | Plug
     return settings, search, selection, budget
 
 
-@flow(name="optimize-prompt", task_runner=ThreadPoolTaskRunner(max_workers=2))
+@flow(name="optimize-prompt", task_runner=task_runner(get_settings()))
 def optimize_prompt(prompt: str, dataset: str, optimizer: OptimizerChoice = CoproSettings(),
                     search: SearchOptions = SearchOptions(), selection: SelectionOptions = SelectionOptions(),
                     budget: BudgetLimits = BudgetLimits()) -> OptimizationResult:

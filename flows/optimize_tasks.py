@@ -104,6 +104,9 @@ class CandidateFailure(Exception):
         super().__init__(reason)
         self.reason, self.run_id = reason, run_id
 
+    def __reduce__(self):  # crosses process boundaries (Dask workers) intact
+        return CandidateFailure, (self.reason, self.run_id)
+
 
 def objectives_of(result: ScoreResult) -> Objectives:
     cost = get_settings().cost(result.prompt_tokens, result.completion_tokens)

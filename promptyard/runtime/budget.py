@@ -127,17 +127,38 @@ class Budget:
     # -- one budget per run, shared by the run's tasks by key (tasks take plain data) -------------
     def open(self) -> str:
         """Make this budget findable by the key returned (until `close`)."""
-        key = uuid.uuid4().hex
+        key = uuid.uuid4().hex + ("-capped" if self.limited else "")
         _OPEN[key] = self
         return key
 
     @staticmethod
     def find(key: str) -> Budget:
+        """The run's budget. In a Dask worker (the run's tasks on a cluster) an uncapped run gets a ledger of
+        its own there; caps are enforced in one process, so a capped run refuses to run its tasks remotely."""
         try:
             return _OPEN[key]
         except KeyError:
-            raise RuntimeError(f"no open run budget {key!r} in this process (tasks of a run share one process)") from None
+            pass
+        if not _in_dask_worker():
+            raise RuntimeError(f"no open run budget {key!r} in this process (tasks of a run share one process)")
+        if key.endswith("-capped"):
+            raise BudgetExhausted("a run with --budget-calls/--budget-tokens/--budget-time checks every request in "
+                                  "one process, and this task is on a Dask worker: run it with "
+                                  "PROMPTYARD_TASK_RUNNER=threads, or without the budget caps")
+        return _OPEN.setdefault(key, Budget())
 
     @staticmethod
     def close(key: str) -> None:
         _OPEN.pop(key, None)
+
+
+def _in_dask_worker() -> bool:
+    try:
+        from distributed import get_worker
+    except ImportError:
+        return False
+    try:
+        get_worker()
+    except ValueError:
+        return False
+    return True

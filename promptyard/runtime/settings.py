@@ -67,6 +67,11 @@ class Settings(BaseSettings):
     lm_limit: int | None = Field(None, ge=1, le=4096, description="Requests in flight at once per endpoint replica, "
                                  "across every process and machine: a Prefect global concurrency limit per replica, "
                                  "created by `promptyard up`. Default: no global limit (lm_concurrency per scoring job).")
+    task_runner: str = Field("threads", pattern="^(threads|dask)$", description="Where the optimize flow's tasks "
+                             "run: 'threads' in its process, or 'dask' (prefect-dask) on a Dask cluster.")
+    dask_address: str | None = Field(None, pattern=r"^(tcp|tls|inproc|ucx)://\S+$", description="Scheduler of an "
+                                     "existing Dask cluster (tcp://host:8786). Default: a local cluster.")
+    dask_workers: int = Field(2, ge=1, le=256, description="Worker processes of the local Dask cluster.")
     llm_port: int = Field(8089, ge=1, le=65535, description="Port of the bundled LLM server.")
     llm_slots: int = Field(4, ge=1, le=64, description="Parallel slots of the bundled LLM server.")
     llm_slot_context: int = Field(
@@ -95,6 +100,12 @@ class Settings(BaseSettings):
         description="How optimizers talk to the proposer LM: 'plain' text for small models, "
         "'standard' DSPy adapters for capable ones, 'auto' = plain for the bundled model.",
     )
+    proposer_base_url: str | None = Field(
+        None, description="OpenAI-compatible base URL (…/v1) of the model that proposes rewrites (a stronger one "
+        "than the task model, say). Default: the task endpoint.")
+    proposer_model: str | None = Field(None, description="Model that proposes rewrites. Default: the task model.")
+    proposer_api_key: SecretStr | None = Field(
+        None, description="API key of the proposer endpoint; never logged. Default: the task endpoint's key.")
     experiment: str = Field("promptyard", description="MLflow experiment for optimization runs.")
     audit_url: str | None = Field(
         None, description="SQLAlchemy URL of the audit log. Default: SQLite in the state directory."
@@ -127,7 +138,13 @@ class Settings(BaseSettings):
 
     @property
     def plain_proposer(self) -> bool:
-        return self.proposer_style == "plain" or (self.proposer_style == "auto" and self.uses_bundled_model)
+        return self.proposer_style == "plain" or (self.proposer_style == "auto" and self.uses_bundled_model
+                                                  and not self.own_proposer)
+
+    @property
+    def own_proposer(self) -> bool:
+        """Rewrites are proposed by another endpoint or model than the task's (budgeted and costed on their own)."""
+        return self.proposer_base_url is not None or (self.proposer_model or self.lm_model) != self.lm_model
 
     @property
     def lm_url(self) -> str:
