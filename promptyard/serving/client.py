@@ -22,7 +22,8 @@ in-memory queue written in batches by a background thread (`writer`), never on t
 `client.close()` (or the exit of the process) writes what is left; a crash loses at most the last
 `flush_interval` seconds of events. Assignment reads nothing either: a unit's version is the hash
 of (experiment id, unit id) onto the weights; after a reallocation, units that entered an earlier
-epoch keep their first version through an in-memory map loaded once per epoch in the background.
+epoch keep their first version through an in-memory map of them, loaded with one query when the
+client first sees the new epoch (the assignments arriving meanwhile wait for it, up to 5 s).
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ __all__ = ["PromptClient", "ServedPrompt", "Assignment"]
 
 log = logging.getLogger("promptyard.serving")
 _ASSIGNMENT_ID = re.compile(r"[0-9a-f]{32}").fullmatch
+_LOAD_WAIT = 5.0  # seconds the first assignments after a reallocation wait for the map of earlier units
 
 
 @dataclass(frozen=True)
@@ -85,13 +87,14 @@ class Assignment:
 
 class _Sticky:
     """Where units go in one epoch of one experiment: the hash, except units that entered an earlier
-    epoch with another version (loaded once, in the background, from the event store)."""
+    epoch with another version (loaded with one query when the client first sees the epoch)."""
 
     def __init__(self, experiment: Experiment):
         self.experiment = experiment
         self.moved: dict[str, int] = {}
         self.ready = threading.Event()
-        if experiment.epoch == 0:
+        self.loading = experiment.epoch > 0
+        if not self.loading:
             self.ready.set()
 
     def load(self, client: PromptClient) -> None:
@@ -100,24 +103,28 @@ class _Sticky:
             first = client.events.first_versions(experiment.id, before_epoch=experiment.epoch)
             self.moved = {unit: version for unit, version in first.items()
                           if version in experiment.weights and version != choose_version(experiment, unit)}
-        except Exception as exc:  # keep reading per unit until a later epoch loads
+            self.ready.set()
+        except Exception as exc:  # read units one by one instead
             log.warning("could not load the units of %s before epoch %s (%s); reading them one by one",
                         self.experiment.id, self.experiment.epoch, exc)
-            return
-        self.ready.set()
+        finally:
+            self.loading = False
 
     def version(self, client: PromptClient, unit: str) -> int:
         moved = self.moved.get(unit)
         if moved is not None:
             return moved
-        if not self.ready.is_set():  # the map is loading: this unit's first version, read once
-            try:
-                found = client.events.version_of(self.experiment.id, unit)
-            except Exception as exc:
-                log.warning("cannot read the first version of unit %s (%s); assigning by hash", unit, exc)
-                found = None
-            if found in self.experiment.weights:
-                return found
+        if not self.ready.is_set():
+            if self.loading:  # once per reallocation: wait for the map (one query)
+                self.ready.wait(_LOAD_WAIT)
+            if not self.ready.is_set():  # the store is slow or down: this unit's first version, on its own
+                try:
+                    found = client.events.version_of(self.experiment.id, unit, flush=False)
+                except Exception as exc:
+                    log.warning("cannot read the first version of unit %s (%s); assigning by hash", unit, exc)
+                    found = None
+                if found in self.experiment.weights:
+                    return found
         return choose_version(self.experiment, unit)
 
 

@@ -12,6 +12,7 @@ events this process has buffered for the same store, so a process reads its own 
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 import uuid
@@ -57,8 +58,15 @@ _buffers: dict[str, weakref.WeakSet] = {}  # store URL -> this process' buffers 
 _buffers_lock = threading.Lock()
 
 
+def _reset_after_fork() -> None:
+    global _buffers_lock
+    _buffers_lock = threading.Lock()
+
+
 def register_buffer(url: str, buffer) -> None:
     """Let reads of the store at `url` flush `buffer` (anything with `flush()`) first."""
+    if not _buffers and hasattr(os, "register_at_fork"):  # a lock another thread holds at fork() stays held
+        os.register_at_fork(after_in_child=_reset_after_fork)
     with _buffers_lock:
         _buffers.setdefault(url, weakref.WeakSet()).add(buffer)
 
@@ -187,9 +195,11 @@ class EventStore:
         for buffer in buffers:
             buffer.flush()
 
-    def version_of(self, experiment_id: str, unit_id: str) -> int | None:
-        """The version this unit was first served in this experiment, if any."""
-        self.flush_buffers()
+    def version_of(self, experiment_id: str, unit_id: str, *, flush: bool = True) -> int | None:
+        """The version this unit was first served in this experiment, if any (`flush`: after writing what
+        this process has buffered)."""
+        if flush:
+            self.flush_buffers()
         with self.engine.connect() as conn:
             return conn.execute(
                 sa.select(exposures.c.version)

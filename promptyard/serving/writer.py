@@ -16,7 +16,8 @@ what is queued with `EventStore.write_batch`, one transaction per batch, in the 
   issued (the id string passed along) is matched to its exposure when written; if that exposure
   has not reached the store within `grace` seconds (default 60) the outcome is dropped and logged
   as an error, and counted in `stats()["dropped"]`.
-- After `fork()` the child starts with an empty queue: the parent's rows stay the parent's to write.
+- `fork()` waits for a write under way to finish; the child starts with an empty queue (the
+  parent's rows stay the parent's to write) and its own connections.
 """
 
 from __future__ import annotations
@@ -188,8 +189,25 @@ def _close_all() -> None:
                       len(writer._queue))
 
 
-def _after_fork_in_child() -> None:
+_held: list = []  # writers whose write lock the forking thread holds across fork()
+
+
+def _before_fork() -> None:
+    """No write is under way when the process forks (a child must not inherit a store mid-write)."""
     for writer in list(_live):
+        writer._write_lock.acquire()
+        _held.append(writer)
+
+
+def _after_fork_in_parent() -> None:
+    while _held:
+        _held.pop()._write_lock.release()
+
+
+def _after_fork_in_child() -> None:
+    _held.clear()
+    for writer in list(_live):
+        writer._start_lock = threading.Lock()
         writer._reset()
         writer.store.engine.dispose(close=False)  # the parent's connections are not ours
 
@@ -203,4 +221,5 @@ def _install_hooks() -> None:
         _hooks.append(True)
         atexit.register(_close_all)
         if hasattr(os, "register_at_fork"):
-            os.register_at_fork(after_in_child=_after_fork_in_child)
+            os.register_at_fork(before=_before_fork, after_in_parent=_after_fork_in_parent,
+                                after_in_child=_after_fork_in_child)
