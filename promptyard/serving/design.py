@@ -33,10 +33,10 @@ def split_alpha(alpha: float, treatments: int, guardrails) -> dict[str, float]:
     """The level of each test, per treatment, so that all of them together err at most alpha."""
     treatments, rails = max(int(treatments), 1), list(guardrails)
     if not rails:
-        return {"value": alpha / treatments}
+        return {"value": round(alpha / treatments, 12)}
     levels = {"value": alpha * QUALITY_SHARE / treatments}
     levels.update({rail: alpha * (1 - QUALITY_SHARE) / (len(rails) * treatments) for rail in rails})
-    return levels
+    return {name: round(level, 12) for name, level in levels.items()}
 
 
 def levels_text(alpha: float, treatments: int, levels: dict[str, float]) -> str:
