@@ -42,7 +42,15 @@ from pathlib import Path
 from typing import Any
 
 from promptyard.errors import PromptNotFoundError, ServiceError, UnknownAssignmentError, UserError
-from promptyard.registry import PromptRef, Registry, render, variables
+from promptyard.registry import (
+    PromptRef,
+    PromptTemplate,
+    Registry,
+    is_chat,
+    render,
+    render_messages,
+    template_variables,
+)
 from promptyard.serving.events import check_outcome
 from promptyard.serving.experiments import Experiment, check_unit, choose_version, tag_key
 
@@ -57,7 +65,7 @@ _LOAD_WAIT = 5.0  # seconds the first assignments after a reallocation wait for 
 class ServedPrompt:
     name: str
     version: int
-    template: str
+    template: PromptTemplate  # text, or chat messages (MLflow's chat format)
     model_config: dict[str, Any] = field(default_factory=dict)
     response_format: dict[str, Any] | None = None
     source: str = "registry"  # registry | snapshot | fallback
@@ -65,10 +73,11 @@ class ServedPrompt:
 
     @property
     def variables(self) -> list[str]:
-        return variables(self.template)
+        return template_variables(self.template)
 
-    def format(self, **values: Any) -> str:
-        return render(self.template, values)
+    def format(self, **values: Any) -> str | list[dict[str, str]]:
+        """The text, or for a chat prompt its messages, with the values filled in (as MLflow's `format`)."""
+        return render_messages(self.template, values) if is_chat(self.template) else render(self.template, values)
 
 
 @dataclass(frozen=True)
@@ -242,7 +251,7 @@ class PromptClient:
             self._writer.flush()
 
     def close(self) -> None:
-        """Write the remaining A/B events and release connections; the client still reads prompts after."""
+        """Write the remaining A/B events, stop background work and release connections."""
         self._pool.shutdown(wait=False, cancel_futures=True)
         if self._writer is not None:
             self._writer.close()
@@ -307,7 +316,7 @@ class PromptClient:
         version, found = self.registry.get_with_prompt(parsed)  # one read for the version and the split
         experiment = (found.tags or {}).get(tag_key(parsed.alias)) if parsed.alias else None
         prompt = ServedPrompt(
-            name=version.name, version=int(version.version), template=self.registry.template_text(version),
+            name=version.name, version=int(version.version), template=self.registry.template(version),
             model_config=dict(version.model_config or {}), response_format=version.response_format,
             experiment=experiment,
         )
