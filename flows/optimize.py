@@ -1,70 +1,46 @@
 """Optimize a prompt: load → baseline → propose → score → decide → register.
 
 The decisions (budget plan, which candidate goes to the test split, register or not and why,
-provenance) live in `promptyard.optimization`; the tasks in `flows.optimize_tasks`; what the run
-writes about itself in `flows.optimize_record`.
+provenance) live in `promptyard.optimization`; the tasks in `flows.optimize_tasks`; the steps that
+run the decisions in `flows.optimize_decide`; what the run writes about itself in
+`flows.optimize_record`.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 
-from prefect import flow, get_run_logger, runtime
+from prefect import flow, get_run_logger
 
-from flows.optimize_record import log_scores, open_parent_run, record_result, record_test
+from flows.optimize_decide import RunContext, conclude
+from flows.optimize_record import log_scores, open_parent_run
 from flows.optimize_tasks import (
     CandidateFailure,
     LMSpec,
-    Proposal,
     evaluate_candidate,
     load_data,
     load_seed,
-    objectives_of,
     propose,
-    record_evidence,
-    register_version,
     score,
-    score_pair,
 )
 from flows.runners import task_runner
-from optimizers import Candidate, CoproSettings, OptimizerChoice, OptimizerSettings, PluginOptimizer, get_optimizer
+from optimizers import CoproSettings, OptimizerChoice, OptimizerSettings, PluginOptimizer, get_optimizer
 from promptyard.errors import (
     BudgetExhausted,
     EndpointUnreachableError,
     PromptyardError,
-    TooManyErrorsError,
     TrackingUnavailableError,
+    UserError,
 )
-from promptyard.evaluation import (
-    LoadedDataset,
-    against_reference,
-    load_card,
-    mcnemar,
-    paired_bootstrap,
-    paired_scores,
-    pareto_front,
-    refuse_if_errors,
-    select,
-)
+from promptyard.evaluation import load_card, refuse_if_errors, select
 from promptyard.optimization import (
     BudgetLimits,
     BudgetPlan,
-    CandidateSummary,
     OptimizationResult,
     SearchOptions,
-    SeedPrompt,
     SelectionOptions,
     checked,
-    Contender,
-    choose_winner,
-    commit_message,
-    decide_on_test,
-    evidence,
-    reference_notes,
-    registered_reason,
     request_key,
-    version_tags,
 )
 from promptyard.registry import PromptRef, Registry
 from promptyard.runtime import (
@@ -77,7 +53,7 @@ from promptyard.runtime import (
     is_transient_service_error,
 )
 
-__all__ = ["optimize_prompt", "check_request"]
+__all__ = ["optimize_prompt", "check_request", "check_endpoints"]
 
 
 def check_request(prompt: str, dataset: str, optimizer: OptimizerSettings | PluginOptimizer, search, selection,
@@ -90,6 +66,11 @@ def check_request(prompt: str, dataset: str, optimizer: OptimizerSettings | Plug
     budget = checked(BudgetLimits, budget, "budget")
     select([], policy=selection.policy, weights=selection.weights)
     load_card(dataset).make_metric()  # the card's metric must be one promptyard may run
+    proposer_url = get_settings().proposer_base_url
+    if proposer_url is not None and not proposer_url.startswith(("http://", "https://")):
+        raise UserError(f"PROMPTYARD_PROPOSER_BASE_URL={proposer_url!r} is not a URL: give the OpenAI-compatible base "
+                        "URL of the model that proposes rewrites (e.g. https://api.openai.com/v1), or unset it to "
+                        "propose with the task model.")
     return settings, search, selection, budget
 
 
@@ -117,10 +98,12 @@ def optimize_prompt(prompt: str, dataset: str, optimizer: OptimizerChoice = Copr
     validation, test = data.rows("validation", search.limit_validation), data.rows("test", search.limit_test)
     plan = BudgetPlan(budget.calls, len(validation), len(test))
     plan.check()
-    check_endpoint(Endpoint.from_settings(settings))
-    meter = Budget(budget.calls, budget.tokens, budget.seconds)
-    lm = LMSpec(meter.open(), settings.lm_cache, settings.lm_concurrency)
-    key = request_key(seed, data.digest, optimizer, search, selection, budget, settings.lm_url, settings.lm_model)
+    check_endpoints(settings)
+    meter, proposing = Budget(budget.calls, budget.tokens, budget.seconds), Budget(budget.proposer_calls,
+                                                                                  budget.proposer_tokens)
+    lm = LMSpec(meter.open(), settings.lm_cache, settings.lm_concurrency, proposing.open(), settings.own_proposer)
+    key = request_key(seed, data.digest, optimizer, search, selection, budget, settings.lm_url, settings.lm_model,
+                      Endpoint.proposer_from_settings(settings).describe())
     run_id, run_url = open_parent_run(seed, data, optimizer.name, optimizer.model_dump(exclude={"name"}), search, key)
     ok = False
     try:
@@ -153,70 +136,20 @@ def optimize_prompt(prompt: str, dataset: str, optimizer: OptimizerChoice = Copr
         raise
     finally:
         Budget.close(lm.budget_key)
+        Budget.close(lm.proposer_key)
         close_run(run_id, ok, settings.tracking_uri, logger)
 
 
-@dataclass(frozen=True)
-class RunContext:
-    """What the decision steps of one optimization share (plain data, never passed to a task)."""
-
-    seed: SeedPrompt
-    data: LoadedDataset
-    validation: list[dict]
-    test: list[dict]
-    lm: LMSpec
-    meter: Budget
-    plan: BudgetPlan
-    optimizer: str
-    search: SearchOptions
-    selection: SelectionOptions
-    run_id: str
-    run_url: str
-    started: float
-
-    def reference(self, rows: list[dict], scores: list[list[float | None]]):
-        """Reference points on `rows` and each score list tested against the majority label."""
-        return against_reference(self.data.card, self.data.rows("train"), rows, self.data.card.make_metric(), scores,
-                                 alpha=1 - self.search.confidence)
-
-
-def conclude(run: RunContext, baseline, scored: list[tuple], proposal: Proposal, stops: list[str]) -> OptimizationResult:
-    """Choose on validation, take the choice to the test split, record the decision on the parent run."""
-    settings, meter = get_settings(), run.meter
-    ranked = [(i, c, r, rid) for i, (c, r, rid, _) in enumerate(scored, 1) if r is not None]  # failed: not ranked
-    objectives = [objectives_of(r) for _, _, r, _ in ranked]
-    reserve = run.plan.test_reserve
-    contenders = [Contender(c.template, c.generation.response_format != run.seed.generation.response_format,
-                            r.accuracy, r.scores) for _, c, r, _ in ranked]
-    verdict, tie = choose_winner(baseline.accuracy, objectives, contenders, run.selection, run.seed.template,
-                                 proposed=len(proposal.candidates), budget_stopped=bool(stops), alpha=1 - run.search.confidence,
-                                 seed=run.search.seed, test_affordable=meter.can_afford(
-                                     reserve["calls"], tokens=reserve["tokens"], seconds=reserve["seconds"]))
-    choice = tie.renumbered([i for i, *_ in ranked]) if tie else None
-    outcome = {"decision": verdict.reason}
-    if verdict.goes_to_test:
-        _, best, best_result, best_run = ranked[verdict.best]
-        outcome = test_and_register(run, best, best_result, best_run)
-        if "report" in outcome:
-            outcome["report"]["choice"] = choice.markdown(
-                {i: r.accuracy for i, _, r, _ in ranked}, {i: c.details.get("output_format", "free")
-                                                           for i, c, _, _ in ranked})
-    reference, _ = run.reference(run.validation, [])
-    result = OptimizationResult(
-        prompt=run.seed.label, dataset=run.data.card.name, optimizer=run.optimizer,
-        baseline_validation=baseline.accuracy,
-        decision=outcome["decision"] + (f" (budget: {'; '.join(stops)})" if stops else ""), budget=meter.usage(),
-        candidates=summaries(scored), cost_usd=settings.cost(meter.prompt_tokens, meter.completion_tokens),
-        duration_s=round(time.perf_counter() - run.started, 1), parent_run_id=run.run_id, mlflow_url=run.run_url,
-        flow_run_id=str(runtime.flow_run.id or ""), registered_version=outcome.get("version"),
-        best_candidate=ranked[verdict.best][0] if "test" in outcome else None, test=outcome.get("test"),
-        mcnemar=outcome.get("mcnemar"), pareto_front=[ranked[i][0] for i in pareto_front(objectives)],
-        reference_validation=reference, reference_test=outcome.get("reference"), choice=choice,
-        proposals_discarded=proposal.discarded,
-        versus_majority=outcome.get("versus_majority", []),
-        notes=reference_notes(outcome.get("reference"), outcome.get("versus_majority", [])))
-    record_result(result, baseline, [(i, r) for i, _, r, _ in ranked], outcome.get("report"))
-    return result
+def check_endpoints(settings) -> None:
+    """The task endpoint, and the proposer's when it is another, answer (before anything is spent)."""
+    check_endpoint(Endpoint.from_settings(settings))
+    proposer = Endpoint.proposer_from_settings(settings)
+    if proposer.base_url != settings.lm_url.rstrip("/"):
+        try:
+            check_endpoint(proposer)
+        except EndpointUnreachableError as exc:
+            raise EndpointUnreachableError(f"The proposer endpoint (PROMPTYARD_PROPOSER_BASE_URL): {exc} Or unset "
+                                           "PROMPTYARD_PROPOSER_BASE_URL to propose with the task model.") from None
 
 
 def outage(exc: Exception, settings) -> PromptyardError:
@@ -272,55 +205,6 @@ def score_candidates(candidates, rows, data, lm, run_id, key, seed, optimizer_pa
         Tracker(get_settings().tracking_uri).adopt(child, run_id)  # a resumed run shows the earlier attempt's child
         scored.append((candidate, result, child, ""))
     return scored
-
-
-def summaries(scored: list[tuple]) -> list[CandidateSummary]:
-    rows = []
-    for i, (candidate, result, run_id, error) in enumerate(scored, 1):
-        cost = objectives_of(result).cost if result else 0.0
-        rows.append(CandidateSummary(i, candidate.source, candidate.details.get("output_format", "free"),
-                                     candidate.train_score, result.accuracy if result else None, cost,
-                                     result.mean_latency_s if result else 0.0, run_id,
-                                     errors=result.errors if result else 0, error=error))
-    return rows
-
-
-def test_and_register(run: RunContext, best, best_validation, best_run_id) -> dict:
-    """Score the seed and the best candidate on the test split, interleaved; register the candidate
-    only on a significant gain over the examples both answered. Returns the decision and what it rests on."""
-    seed, data, search = run.seed, run.data, run.search
-    try:
-        seed_test, best_test = score_pair.with_options(task_run_name="score seed and best candidate · test")(
-            Candidate(seed.template, "seed", generation=seed.generation), best, run.test, data.card, run.lm,
-            "seed and best · test")
-        refuse_if_errors([seed_test, best_test], get_settings().max_error_rate, "The test split")
-    except BudgetExhausted as exc:
-        return {"decision": f"budget spent while scoring the test split ({exc}); nothing registered"}
-    except TooManyErrorsError as exc:
-        return {"decision": f"refused to decide: {exc} Nothing registered."}
-    before, after = paired_scores(seed_test, best_test)
-    comparison = paired_bootstrap(before, after, confidence=search.confidence, seed=search.seed)
-    exact = mcnemar(before, after)
-    reference, versus = run.reference(run.test, [seed_test.scores, best_test.scores])
-    record_test(run.run_id, best_run_id, seed_test, best_test, comparison, exact, best_validation.accuracy,
-                reference, versus)
-    decision = decide_on_test(comparison)
-    outcome = {"decision": decision.reason, "test": comparison, "mcnemar": exact, "reference": reference,
-               "versus_majority": versus}
-    if decision.register:
-        tags = version_tags(parent_version=seed.version, optimizer=run.optimizer, dataset=data.card.name,
-                            dataset_digest=data.digest, seed=search.seed, parent_run_id=run.run_id,
-                            candidate_run_id=best_run_id, comparison=comparison)
-        version, created = register_version(seed, best, tags, commit_message(run.optimizer, data.card.name,
-                                                                                comparison))
-        record_evidence(run.run_id, evidence(seed.name, seed.version, version, data, comparison))
-        outcome |= {"version": version, "decision": registered_reason(seed.name, version, created, decision)}
-    outcome["report"] = {
-        "title": f"Optimization of {seed.name} version {seed.version} on {data.card.name}",
-        "seed_template": seed.template, "best_template": best.template, "comparison": comparison, "test": exact,
-        "baseline": seed_test, "best": best_test, "best_format": best.generation.response_format,
-        "reference": reference, "versus_majority": versus}
-    return outcome
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ from promptyard.evaluation import (
 )
 from promptyard.evaluation import pareto_plot
 from promptyard.optimization import OptimizationResult, SearchOptions, SeedPrompt
+from promptyard.registry import template_text
 from promptyard.runtime import Endpoint, Tracker, get_settings
 
 __all__ = ["open_parent_run", "log_scores", "record_test", "record_result"]
@@ -45,8 +46,9 @@ def open_parent_run(seed: SeedPrompt, data: LoadedDataset, optimizer: str, optim
         if stale.info.run_id != run_id and "mlflow.parentRunId" not in stale.data.tags and _gone(stale):
             _close_attempt(tracker, stale, run_id)
     tracker.log(run_id, params={
-        "prompt": seed.name, "parent_version": seed.version, "seed_template": seed.template, "optimizer": optimizer,
+        "prompt": seed.name, "parent_version": seed.version, "seed_template": template_text(seed.template), "optimizer": optimizer,
         "seed": search.seed, "confidence": search.confidence, **Endpoint.from_settings().describe(),
+        **{f"proposer_{k.removeprefix('lm_')}": v for k, v in Endpoint.proposer_from_settings().describe().items()},
         **{f"optimizer.{k}": v for k, v in optimizer_params.items()},
     }, tags={"promptyard.flow_run_id": str(runtime.flow_run.id or "")})
     tracker.log_dataset(run_id, data)
@@ -131,6 +133,9 @@ def record_result(result: OptimizationResult, baseline: ScoreResult, scored: lis
                          "lm_cost_usd": result.cost_usd, "run_seconds": b.seconds,
                          "candidates_proposed": len(result.candidates),
                          "proposals_discarded": result.proposals_discarded,
+                         **({"proposer_calls": result.proposer.calls, "proposer_tokens": result.proposer.tokens,
+                             "proposer_calls_cached": result.proposer.cached,
+                             "proposer_cost_usd": result.proposer.cost_usd} if result.proposer else {}),
                          **({"registered_version": result.registered_version} if result.registered_version else {})})
     if report is not None:
         tracker.log_text(run_id, optimization_report(**report, decision=result.decision), "report.md")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 from dataclasses import asdict, dataclass, is_dataclass
 from datetime import timedelta
 
@@ -31,11 +32,11 @@ from promptyard.evaluation import (
 )
 from promptyard.governance import Evidence, Governance
 from promptyard.optimization import CANDIDATE_ALIAS, SeedPrompt
-from promptyard.registry import GenerationConfig, Registry, Template
+from promptyard.registry import GenerationConfig, PromptTemplate, Registry, Template, template_text
 from promptyard.runtime import Budget, Endpoint, Tracker, get_settings, is_transient_service_error, make_lm
 from promptyard.runtime import scoring_progress
 
-__all__ = ["LMSpec", "Proposal", "CandidateFailure", "load_seed", "load_data", "score", "score_pair", "propose",
+__all__ = ["LMSpec", "ProposerCharge", "Proposal", "CandidateFailure", "load_seed", "load_data", "score", "score_pair", "propose",
            "evaluate_candidate", "register_version", "record_evidence", "objectives_of", "RETRY"]
 
 
@@ -65,8 +66,11 @@ def resumable(*names: str) -> dict:
         settings = get_settings()
         if not settings.resume:
             return None
+        proposer = Endpoint.proposer_from_settings(settings)
         material = {"task": context.task.name, "lm": [settings.lm_url, settings.lm_model], "mlflow":
                     settings.tracking_uri, **{n: parameters[n] for n in names}}
+        if context.task.name == "propose":  # proposals depend on the model that writes them
+            material["proposer"] = [proposer.base_url, proposer.model]
         return hashlib.sha256(json.dumps(material, default=_plain, sort_keys=True).encode()).hexdigest()
 
     return {"cache_key_fn": key, "persist_result": True, "cache_expiration": timedelta(days=7)}
@@ -74,20 +78,58 @@ def resumable(*names: str) -> dict:
 
 @dataclass(frozen=True)
 class LMSpec:
-    """How a task reaches the LM: the run's budget (by key), DSPy's cache, concurrent requests."""
+    """How a task reaches the LM: the run's budget (by key), DSPy's cache, concurrent requests; and the
+    proposer's own budget (by key): its calls are counted apart, and on an endpoint or model of its own
+    (`own_proposer`) they are budgeted there alone."""
 
     budget_key: str
     cache: bool
     concurrency: int
+    proposer_key: str = ""
+    own_proposer: bool = False
 
     def lm(self, **defaults):
         settings = get_settings()
         return make_lm(Endpoint.from_settings(settings), cache=self.cache, budget=Budget.find(self.budget_key),
                        **defaults)
 
+    def proposer_lm(self, **defaults):
+        """The LM that proposes rewrites, charged to the proposer's budget (and to the run's when it is the task
+        model)."""
+        if not self.proposer_key:
+            return self.lm(**defaults)
+        charge = ProposerCharge(Budget.find(self.proposer_key), None if self.own_proposer else self.budget)
+        return make_lm(Endpoint.proposer_from_settings(get_settings()), cache=self.cache, budget=charge, **defaults)
+
     @property
     def budget(self) -> Budget:
         return Budget.find(self.budget_key)
+
+
+class ProposerCharge:
+    """Charges the proposer's requests to its own budget (its count and caps) and, when it is the task model,
+    to the run's budget too."""
+
+    def __init__(self, own: Budget, run: Budget | None):
+        self.own, self.run, self._lock = own, run, threading.Lock()
+
+    def start_call(self, requests: int = 1) -> None:
+        with self._lock:  # the check and the charges at once: `own` is charged through here only
+            reason = self.own.spent_reason(extra_calls=requests - 1)
+            if reason:
+                raise BudgetExhausted(f"proposer budget spent: {reason}")
+            if self.run is not None:
+                self.run.start_call(requests)
+            self.own.start_call(requests)
+
+    def end_call(self, **usage) -> None:
+        if self.run is not None:
+            self.run.end_call(**usage)
+        self.own.end_call(**usage)
+
+    def spent_reason(self, extra_calls: int = 0) -> str | None:
+        return (self.run.spent_reason(extra_calls) if self.run is not None else None) or \
+            self.own.spent_reason(extra_calls)
 
 
 @dataclass(frozen=True)
@@ -119,12 +161,14 @@ def load_seed(ref: str) -> SeedPrompt:
     registry = Registry(get_settings().tracking_uri)
     version = registry.get(ref)
     Governance.from_settings(registry).require("editor", version.name, "register optimized versions")
-    return SeedPrompt(version.name, int(version.version), registry.template_text(version),
-                      registry.generation(version))
+    return SeedPrompt(version.name, int(version.version), registry.template(version), registry.generation(version))
 
 
 @task(cache_policy=NO_CACHE, task_run_name="load dataset {dataset}")
-def load_data(dataset: str, template: str) -> LoadedDataset:
+def load_data(dataset: str, template: PromptTemplate) -> LoadedDataset:
+    """The dataset, once the seed is known to read only its input fields and to have an instruction the
+    optimizers can rewrite (checked before any LM call)."""
+    Template.of(template).check_optimizable()
     data = load_dataset(dataset, cache_dir=get_settings().home_dir / "hf_cache")
     data.check_template(template)
     return data
@@ -138,7 +182,7 @@ def _score(arms, rows: list[dict], card: DatasetCard, lm: LMSpec, label: str) ->
 
 
 @task(**RETRY, **resumable("template", "generation", "rows", "card"))
-def score(template: str, generation: GenerationConfig, rows: list[dict], card: DatasetCard, lm: LMSpec,
+def score(template: PromptTemplate, generation: GenerationConfig, rows: list[dict], card: DatasetCard, lm: LMSpec,
           label: str) -> ScoreResult:
     """Score a template on rows, `lm.concurrency` requests at a time, with a progress bar."""
     return _score([(template, generation)], rows, card, lm, label)[0]
@@ -158,12 +202,12 @@ def propose(settings: OptimizerSettings | PluginOptimizer, seed: SeedPrompt, tra
     """The optimizer's candidates; the search runs on the training rows only."""
     optimizer = get_optimizer(settings)
     opt_task = OptimizationTask(
-        seed=Template.parse(seed.template), trainset=train, input_fields=card.input_fields,
+        seed=Template.of(seed.template), trainset=train, input_fields=card.input_fields,
         label_field=card.label_field, metric=card.make_metric(budget=lm.budget), generation=seed.generation,
         labels=card.labels, proposer_style="plain" if get_settings().plain_proposer else "standard",
         random_seed=random_seed, budget=lm.budget)
     candidates = optimizer.propose(opt_task, task_lm=lm.lm(**seed.generation.request_kwargs()),
-                                   proposer_lm=lm.lm(max_tokens=256))
+                                   proposer_lm=lm.proposer_lm(max_tokens=256))
     return Proposal(candidates, optimizer.stopped, len(opt_task.discarded))
 
 
@@ -179,11 +223,11 @@ def evaluate_candidate(index: int, candidate: Candidate, rows: list[dict], card:
     run_id = tracker.child_run(parent_run_id, f"candidate-{index}", tags={
         "promptyard.candidate_key": _key(candidate), "promptyard.request_key": request_key})
     tracker.log(run_id, params={
-        "template": candidate.template, "optimizer": candidate.source,
+        "template": template_text(candidate.template), "optimizer": candidate.source,
         "output_format": candidate.details.get("output_format", "free"),
         "response_format": candidate.generation.response_format, "parent_prompt": seed.name,
         "parent_version": seed.version, **{f"optimizer.{k}": v for k, v in optimizer_params.items()}})
-    tracker.log_text(run_id, candidate.template, "template.txt")
+    tracker.log_text(run_id, template_text(candidate.template), "template.txt")
     try:
         result = _score([(candidate.template, candidate.generation)], rows, card, lm,
                         f"candidate {index} · validation")[0]

@@ -1,8 +1,10 @@
 """A DSPy adapter that renders the task exactly as the registered template does.
 
-The task predictor's request is one user message: the template with the candidate instruction
-and the example's values, which is what an app sends with `load_prompt(...).format(...)`. So a
-score measured inside DSPy is the score of the template that gets registered.
+The task predictor's request is what an app sends with `load_prompt(...).format(...)`: one user
+message (the text template with the candidate instruction and the example's values), or a chat
+template's messages (the candidate instruction as the system message, demos as user and assistant
+turns, the body as the last user message). So a score measured inside DSPy is the score of the
+template that gets registered.
 
 Other signatures (an optimizer's own proposer calls) go to `proposer`: DSPy's standard adapters
 for capable endpoints, or, for small models that cannot follow DSPy's field markers
@@ -19,7 +21,7 @@ import dspy
 
 from optimizers.proposals import usable_proposal
 from promptyard.evaluation import Metric
-from promptyard.registry import Template
+from promptyard.registry import Template, render_messages
 
 __all__ = [
     "TemplateAdapter",
@@ -62,12 +64,15 @@ def task_signature(task_inputs: list[str], instruction: str) -> type[dspy.Signat
 
 
 class TemplateAdapter(dspy.Adapter):
-    """Renders task calls through the template body; hands other calls to `proposer`."""
+    """Renders task calls through the seed template (its body, or a text template's body alone);
+    hands other calls to `proposer`."""
 
-    def __init__(self, body: str, task_inputs: list[str], metric: Metric, proposer: dspy.Adapter | None = None,
-                 proposals: list[str] | None = None, read_proposal: Callable[[str], str] | None = None):
+    def __init__(self, seed: Template | str, task_inputs: list[str], metric: Metric,
+                 proposer: dspy.Adapter | None = None, proposals: list[str] | None = None,
+                 read_proposal: Callable[[str], str] | None = None):
         super().__init__()
-        self.body = body
+        self.seed = seed if isinstance(seed, Template) else Template("", seed)
+        self.body = self.seed.body
         self.task_inputs = list(task_inputs)
         self.metric = metric
         self.proposer = proposer
@@ -98,10 +103,23 @@ class TemplateAdapter(dspy.Adapter):
     # -- formatting ----------------------------------------------------------------------------
     def format(self, signature, demos: list[dict[str, Any]], inputs: dict[str, Any]) -> list[dict[str, Any]]:
         if self._is_task(signature):
-            content = Template(self.instruction_with_demos(signature.instructions, demos), self.body).render(inputs)
-        else:
-            content = self._format_plain(signature, inputs)
-        return [{"role": "user", "content": content}]
+            return render_messages(self.template_with_demos(signature.instructions, demos).value, inputs)
+        return [{"role": "user", "content": self._format_plain(signature, inputs)}]
+
+    def template_with_demos(self, instruction: str, demos: list) -> Template:
+        """The template a program with this instruction and these demos stands for, as registered: demos
+        written into a text template's instruction, or added as turns of a chat template."""
+        if self.seed.chat:
+            return self.seed.with_instruction(instruction).with_turns([*self.seed.turns, *self.demo_turns(demos)])
+        return self.seed.with_instruction(self.instruction_with_demos(instruction, demos))
+
+    def demo_turns(self, demos: list) -> list[tuple[str, str]]:
+        """Each demo as a user message (the body with the demo's values) and the assistant's answer."""
+        turns = []
+        for demo in demos:
+            values = {name: _literal(demo[name]) for name in self.task_inputs}
+            turns += [("user", Template("", self.body).render(values)), ("assistant", self._answer(demo))]
+        return turns
 
     def instruction_with_demos(self, instruction: str, demos: list) -> str:
         """The instruction followed by few-shot examples written in the body's own format.

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from optimizers.output_format import with_label_twins
 from optimizers.task import Candidate, OptimizationTask
 from promptyard.errors import BudgetExhausted, OptimizerError
+from promptyard.registry import template_key
 
 __all__ = ["Candidate", "OptimizationTask", "Optimizer", "OptimizerSettings"]
 
@@ -92,12 +93,12 @@ class Optimizer(ABC):
 
 def _with_proposals(found: list[Candidate], task: OptimizationTask, name: str) -> list[Candidate]:
     """The optimizer's own candidates, then every recorded proposal not among them."""
-    seen = {c.template for c in found} | {task.seed.text}
+    seen = {template_key(c.template) for c in found} | {template_key(task.seed.value)}
     result = list(found)
     for instruction in task.proposals:
-        template = task.seed.with_instruction(instruction).text
-        if template not in seen:
-            seen.add(template)
+        template = task.seed.with_instruction(instruction).value
+        if template_key(template) not in seen:
+            seen.add(template_key(template))
             result.append(Candidate(template, f"{name} (proposal kept when the budget ran out)",
                                     generation=task.generation))
     return result

@@ -52,7 +52,7 @@ class CoproOptimizer(Optimizer):
             if not instruction or instruction in seen:
                 continue
             seen.add(instruction)
-            candidates.append(Candidate(template=task.seed.with_instruction(instruction).text, source=self.name,
+            candidates.append(Candidate(template=task.seed.with_instruction(instruction).value, source=self.name,
                                         train_score=float(entry["score"]) / 100.0, generation=task.generation,
                                         details={"depth": int(entry.get("depth", 0))}))
         log.info("COPRO proposed %d distinct instructions", len(candidates))

@@ -110,7 +110,7 @@ class GepaOptimizer(Optimizer):
             if instruction in seen:
                 continue
             seen.add(instruction)
-            candidates.append(Candidate(task.seed.with_instruction(instruction).text, self.name,
+            candidates.append(Candidate(task.seed.with_instruction(instruction).value, self.name,
                                         float(results.val_aggregate_scores[i]), task.generation,
                                         details={"gepa_candidate": i}))
         return candidates

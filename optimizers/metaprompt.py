@@ -55,7 +55,7 @@ class MetaPromptOptimizer(Optimizer):
         rows = rows[: s.train_size]
 
         def train_score(instruction: str) -> float:
-            result = score_template(task.seed.with_instruction(instruction).text, rows, lm=task_lm,
+            result = score_template(task.seed.with_instruction(instruction).value, rows, lm=task_lm,
                                     metric=task.metric, input_fields=task.input_fields, label_field=task.label_field,
                                     generation=task.generation, concurrency=s.num_threads)
             return result.accuracy
@@ -76,5 +76,5 @@ class MetaPromptOptimizer(Optimizer):
                     rounds[instruction] = round_
             log.info("meta-prompt round %d: best train score %.3f", round_ + 1, max(scores.values()))
         proposals = sorted(rounds, key=lambda ins: scores[ins], reverse=True)
-        return [Candidate(task.seed.with_instruction(ins).text, self.name, scores[ins], task.generation,
+        return [Candidate(task.seed.with_instruction(ins).value, self.name, scores[ins], task.generation,
                           details={"round": rounds[ins]}) for ins in proposals]

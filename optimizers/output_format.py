@@ -61,7 +61,7 @@ def with_label_twins(candidates: list[Candidate], task: OptimizationTask) -> lis
     keys = format_keys(task)
     seed_twins = []
     for key in keys:
-        twin = Candidate(task.seed.text, source="seed",
+        twin = Candidate(task.seed.value, source="seed",
                          generation=replace(task.generation, response_format=label_response_format(task, key)))
         twin.details = {"output_format": f"{LABEL_FORMAT}:{key}"}
         seed_twins.append(twin)

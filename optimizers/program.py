@@ -12,6 +12,7 @@ import dspy
 
 from optimizers.adapter import GOLD_FIELD, OUTPUT_FIELD, TemplateAdapter, task_signature
 from optimizers.base import Candidate, OptimizationTask
+from promptyard.registry import PromptTemplate, template_key
 
 __all__ = [
     "program_for",
@@ -52,15 +53,14 @@ def dspy_metric(task: OptimizationTask):
 
 def adapter_for(task: OptimizationTask) -> TemplateAdapter:
     proposer = None if task.proposer_style == "plain" else dspy.ChatAdapter()
-    return TemplateAdapter(task.seed.body, task.input_fields, task.metric, proposer=proposer, proposals=task.proposals,
+    return TemplateAdapter(task.seed, task.input_fields, task.metric, proposer=proposer, proposals=task.proposals,
                            read_proposal=task.usable)
 
 
-def template_of(program: dspy.Module, task: OptimizationTask) -> str:
-    """The template text that reproduces a compiled one-predictor program: instruction and demos."""
+def template_of(program: dspy.Module, task: OptimizationTask) -> PromptTemplate:
+    """The template that reproduces a compiled one-predictor program: instruction and demos."""
     predictor = program.predictors()[0]
-    instruction = adapter_for(task).instruction_with_demos(predictor.signature.instructions, predictor.demos)
-    return task.seed.with_instruction(instruction).text
+    return adapter_for(task).template_with_demos(predictor.signature.instructions, predictor.demos).value
 
 
 def sample_trainset(task: OptimizationTask, size: int) -> list[dspy.Example]:
@@ -83,13 +83,13 @@ def dspy_session(task: OptimizationTask, task_lm, name: str) -> Iterator[None]:
 def candidates_from_programs(entries, task: OptimizationTask, source: str) -> list[Candidate]:
     """Distinct candidates from DSPy's `candidate_programs` (dicts with `score` and `program`), in order,
     without the seed itself. Scores given in percent are brought to [0, 1]."""
-    seen = {task.seed.text}
+    seen = {template_key(task.seed.value)}
     candidates = []
     for entry in entries:
         template = template_of(entry["program"], task)
-        if template in seen:
+        if template_key(template) in seen:
             continue
-        seen.add(template)
+        seen.add(template_key(template))
         score = float(entry["score"])
         candidates.append(Candidate(template, source, score / 100.0 if score > 1 else score, task.generation,
                                     details={"demos": len(entry["program"].predictors()[0].demos)}))

@@ -5,9 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from promptyard.errors import TemplateError
 from promptyard.evaluation import Metric
-from promptyard.registry import GenerationConfig, Template
+from promptyard.registry import GenerationConfig, PromptTemplate, Template
 
 __all__ = ["OptimizationTask", "Candidate"]
 
@@ -50,18 +49,14 @@ class OptimizationTask:
         return instruction
 
     def __post_init__(self) -> None:
-        if not self.seed.instruction.strip():
-            raise TemplateError(
-                "The template has no instruction before its first {{variable}} paragraph, so there "
-                "is nothing to optimize: start it with an instruction paragraph, then a blank line."
-            )
+        self.seed.check_optimizable()
 
 
 @dataclass
 class Candidate:
-    """One proposed template and what the optimizer knew of it."""
+    """One proposed template (text, or chat messages) and what the optimizer knew of it."""
 
-    template: str
+    template: PromptTemplate
     source: str
     train_score: float | None = None
     generation: GenerationConfig = field(default_factory=GenerationConfig)

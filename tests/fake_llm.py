@@ -4,8 +4,9 @@ Behaviour, by the user message it receives:
 - a proposer prompt (an instruction-rewriting request) -> `proposal` text;
 - a judge prompt ("You grade an answer") -> the top of the scale when the answer matches the
   reference, else 1;
-- a task prompt -> a sentiment answer: correct (by the words "good"/"bad" in the text after the
-  last ':' line) when the prompt contains `magic_word`, otherwise always `default_answer`.
+- a task prompt -> a sentiment answer: correct (by the words "good"/"bad" in the last message's text
+  after its last ':') when the conversation (every message as "role: content": a chat prompt's
+  system message holds the instruction) contains `magic_word`, otherwise always `default_answer`.
   At temperature ≥ 1 (sampling) without `magic_word`, answers vary from request to request.
   With a `response_format`, the answer comes wrapped as JSON `{"label": ...}`.
 Every request is recorded in `requests`; `peak` is the most chat requests it had in flight at once,
@@ -113,6 +114,7 @@ class FakeLLM:
 
     def answer(self, request: dict) -> str:
         text = request["messages"][-1]["content"]
+        conversation = "\n".join(f"{m['role']}: {m['content']}" for m in request["messages"])
         if self.kind(request) == "proposer":
             return self.proposal
         if text.startswith("You grade an answer"):  # the LLM judge: 5 when the answer matches the reference
@@ -120,11 +122,11 @@ class FakeLLM:
             reply = text.split("Answer to grade:", 1)[1].split("\n", 1)[0].strip().lower().rstrip(".")
             top = text.split(" (best)", 1)[0].rsplit(" ", 1)[-1]
             return f"Score: {top}" if reply == gold else "1"
-        if (request.get("temperature") or 0) >= 1.0 and self.magic_word not in text:
+        if (request.get("temperature") or 0) >= 1.0 and self.magic_word not in conversation:
             # sampling at temperature 1: answers vary from one request to the next (seeded, repeatable)
             self._samples = getattr(self, "_samples", 0) + 1
             label = "positive" if (self._samples * 7919) % 3 else "negative"
-        elif self.magic_word in text:
+        elif self.magic_word in conversation:
             example = text.rsplit(":", 1)[-1].lower()
             label = "negative" if "bad" in example else "positive"
         else:

@@ -33,14 +33,13 @@ def run_optimization(prompt: str, dataset: str, optimizer: str, settings: dict[s
     """Check every input, then the services, then run the optimize flow in this process.
     Returns the flow's `OptimizationResult` and the Prefect URL of its flow run."""
     point_prefect()  # before the flow module imports Prefect
-    from flows.optimize import check_request, optimize_prompt
+    from flows.optimize import check_endpoints, check_request, optimize_prompt
     from optimizers import settings_for
-    from promptyard.runtime import Endpoint, check_endpoint
 
     choice, search, selection, budget = check_request(prompt, dataset, settings_for(optimizer, settings), search,
                                                       selection, budget)
     open_registry()
-    check_endpoint(Endpoint.from_settings(get_settings()))
+    check_endpoints(get_settings())
     prefect_url = use_prefect_server()
     result = optimize_prompt(prompt=prompt, dataset=dataset, optimizer=choice, search=search, selection=selection,
                              budget=budget)
@@ -76,6 +75,8 @@ def print_result(result, prefect_url: str) -> None:
     b = result.budget
     limit = f" of {b.max_calls}" if b.max_calls else ""
     click.echo(f"  LM calls: {b.calls}{limit} ({b.cached} answered from cache), tokens {b.tokens}")
+    if result.proposer is not None:
+        click.echo(f"  {result.proposer.describe()}")
     click.echo(f"MLflow run: {result.mlflow_url}")
     click.echo(f"Prefect flow run: {prefect_url}")
     click.echo(f"took {result.duration_s:.0f} s")
@@ -105,9 +106,11 @@ def _emit_result(result, prefect_url: str, as_json: bool) -> None:
 @click.option("--budget-calls", type=int, help="Most LM calls for the whole run (cache hits are free).")
 @click.option("--budget-tokens", type=int, help="Most tokens (prompt + completion) for the whole run.")
 @click.option("--budget-time", type=float, help="Most seconds for the whole run.")
+@click.option("--budget-proposer-calls", type=int, help="Most calls to the model that proposes rewrites.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON only.")
 def optimize(prompt, dataset, optimizer, max_candidates, settings, seed, limit_train, limit_validation, limit_test,
-             selection, max_cost, max_latency, budget_calls, budget_tokens, budget_time, as_json) -> None:
+             selection, max_cost, max_latency, budget_calls, budget_tokens, budget_time, budget_proposer_calls,
+             as_json) -> None:
     """Optimize PROMPT (NAME, NAME/VERSION or NAME@ALIAS) on a dataset and register the best
     candidate as a new version only if it beats the seed on the test split.
 
@@ -123,7 +126,8 @@ def optimize(prompt, dataset, optimizer, max_candidates, settings, seed, limit_t
         search={"seed": seed, "limit_train": limit_train, "limit_validation": limit_validation,
                 "limit_test": limit_test},
         selection={"policy": selection, "max_cost_per_example": max_cost, "max_latency_s": max_latency},
-        budget={"calls": budget_calls, "tokens": budget_tokens, "seconds": budget_time})
+        budget={"calls": budget_calls, "tokens": budget_tokens, "seconds": budget_time,
+                "proposer_calls": budget_proposer_calls})
     _emit_result(result, url, as_json)
 
 

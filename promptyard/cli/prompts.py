@@ -8,6 +8,7 @@ import click
 
 from promptyard.cli.common import emit, open_governance, open_registry, parse_pairs
 from promptyard.errors import UserError
+from promptyard.registry import template_text
 from promptyard.runtime import read_text
 
 __all__ = ["prompts", "describe_version"]
@@ -35,23 +36,26 @@ def prompts() -> None:
 
 @prompts.command()
 @click.argument("name")
-@click.option("--template", help="Template text with {{variables}}.")
-@click.option("--file", "path", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Read the template from a file.")
+@click.option("--template", help="Template text with {{variables}} (with --system: the user message).")
+@click.option("--file", "path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Read the template from a file: text, or (.json/.yaml) a list of chat messages {role, content}.")
+@click.option("--system", help="Make a chat prompt: this system message, then the template as the user message.")
 @click.option("--message", default="", help="Commit message of the version.")
 @click.option("--tag", "tags", multiple=True, metavar="KEY=VALUE", help="Version tag (repeatable).")
 @click.option("--dataset", help="Check that the template's variables are fields of this dataset.")
 @click.option("--alias", "aliases", multiple=True, help="Point this alias at the new version (repeatable).")
 @click.option("--json", "as_json", is_flag=True)
-def register(name, template, path, message, tags, dataset, aliases, as_json) -> None:
-    """Register a new version of prompt NAME (created if new).
+def register(name, template, path, system, message, tags, dataset, aliases, as_json) -> None:
+    """Register a new version of prompt NAME (created if new): a text template, or a chat prompt
+    (MLflow's chat format: a system message and a user message holding the variables).
 
     \b
     Example:
       promptyard prompts register support --template 'Answer politely.\\n\\nQuestion: {{question}}' --alias staging
+      promptyard prompts register support --system 'Answer politely.' --template 'Question: {{question}}'
+      promptyard prompts register support --file support.yaml      # [{role: system, ...}, {role: user, ...}]
     """
-    if (template is None) == (path is None):
-        raise UserError("Give the template with exactly one of --template TEXT or --file PATH.")
-    text = read_text(path, "template file") if path else template.replace("\\n", "\n")
+    text = template_from(template, path, system)
     tag_map = parse_pairs(tags, "--tag")
     from promptyard.registry import PromptRef, Template
 
@@ -73,6 +77,30 @@ def register(name, template, path, message, tags, dataset, aliases, as_json) -> 
     version = governance.registry.get(f"{name}/{version.version}")
     emit(describe_version(version), as_json, f"registered {name} version {version.version}"
           + (f" (aliases: {', '.join(aliases)})" if aliases else ""))
+
+
+def template_from(template: str | None, path: Path | None, system: str | None):
+    """The template the options give: text, or chat messages (from --system, or a .json/.yaml file)."""
+    if (template is None) == (path is None):
+        raise UserError("Give the template with exactly one of --template TEXT or --file PATH.")
+    if path is not None and path.suffix.lower() in (".json", ".yaml", ".yml"):
+        import yaml
+
+        try:
+            value = yaml.safe_load(read_text(path, "template file"))
+        except yaml.YAMLError as exc:
+            raise UserError(f"{path} does not parse as JSON or YAML ({getattr(exc, 'problem', exc)}): give a list "
+                            "of chat messages like [{role: system, content: ...}, {role: user, content: ...}].") from None
+        if isinstance(value, list):
+            if system is not None:
+                raise UserError(f"{path} holds chat messages already: put the system message there, not in --system.")
+            return value
+    value = read_text(path, "template file") if path else template.replace("\\n", "\n")
+    if system is None:
+        return value
+    if not system.strip():
+        raise UserError("--system is empty: give the system message's text, or leave --system out for a text prompt.")
+    return [{"role": "system", "content": system.replace("\\n", "\n")}, {"role": "user", "content": value}]
 
 
 @prompts.command("list")
@@ -108,7 +136,7 @@ def show(ref: str, at: str | None, as_json: bool) -> None:
             f"variables: {', '.join(info['variables'])}\n"
             + "".join(f"tag {k}={v}\n" for k, v in sorted(info["tags"].items()))
             + (f"response_format: {info['response_format']}\n" if info["response_format"] else "")
-            + f"---\n{info['template']}")
+            + f"---\n{template_text(info['template'])}")
     emit(info, as_json, text)
 
 

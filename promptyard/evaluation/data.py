@@ -18,7 +18,7 @@ import yaml
 from promptyard.errors import DatasetError, TemplateError
 from promptyard.evaluation.metric_catalog import get_metric
 from promptyard.evaluation.metrics import Metric
-from promptyard.registry import check_variables, variables
+from promptyard.registry import PromptTemplate, check_variables, template_text, variables
 from promptyard.runtime import read_text
 
 __all__ = ["DatasetCard", "LoadedDataset", "load_card", "load_dataset", "datasets_dir", "list_datasets",
@@ -69,8 +69,9 @@ class LoadedDataset:
         """The card's default metric, with its options and the label set."""
         return self.card.make_metric()
 
-    def check_template(self, text: str) -> None:
-        """Raise unless the template reads only input fields, and never the label (the answer)."""
+    def check_template(self, template: PromptTemplate) -> None:
+        """Raise unless the template (text or chat) reads only input fields, and never the label (the answer)."""
+        text = template_text(template)
         if self.card.label_field in variables(text):
             raise TemplateError(
                 f"The template shows the answer: {{{{{self.card.label_field}}}}} is the dataset's label field. "

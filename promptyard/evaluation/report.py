@@ -6,7 +6,7 @@ from __future__ import annotations
 from promptyard.evaluation.baselines import ConstantTest, ReferencePoints
 from promptyard.evaluation.scoring import ScoreResult
 from promptyard.evaluation.stats import McNemar, PairedComparison
-from promptyard.registry import diff
+from promptyard.registry import PromptTemplate, diff, template_text
 
 __all__ = ["optimization_report"]
 
@@ -39,7 +39,7 @@ def reference_section(reference: ReferencePoints | None, tests: list[ConstantTes
     return [*lines, ""]
 
 
-def optimization_report(*, title: str, seed_template: str, best_template: str, comparison: PairedComparison,
+def optimization_report(*, title: str, seed_template: PromptTemplate, best_template: PromptTemplate, comparison: PairedComparison,
                         test: McNemar, baseline: ScoreResult, best: ScoreResult, decision: str,
                         best_format: dict | None = None, reference: ReferencePoints | None = None,
                         versus_majority: list[ConstantTest] | None = None, choice: list[str] | None = None,
@@ -54,7 +54,7 @@ def optimization_report(*, title: str, seed_template: str, best_template: str, c
         f"McNemar (exact): {test.fixed} fixed, {test.broken} broken, p = {test.p_value:.4g}", "",
         *reference_section(reference, list(versus_majority or []), ["seed", "winner"]),
         *(choice or []),
-        "## Prompt diff", "", "```diff", diff(seed_template, best_template, "seed", "best") or "(same text)", "```", "",
+        "## Prompt diff", "", "```diff", diff(template_text(seed_template), template_text(best_template), "seed", "best") or "(same text)", "```", "",
     ]
     if best_format:
         lines += ["The best candidate also constrains the answer with this response format:", "",

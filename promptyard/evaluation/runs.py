@@ -41,7 +41,7 @@ class VersionScorer:
 
     def version(self, ref: str):
         version = self.registry.get(ref)
-        self.data.check_template(self.registry.template_text(version))
+        self.data.check_template(self.registry.template(version))
         return version
 
     def score(self, *versions) -> list[ScoreResult]:
@@ -52,7 +52,7 @@ class VersionScorer:
         label = " vs ".join(f"{v.name}/{v.version}" for v in versions)
         with scoring_progress(f"{label} · {self.split}", len(self.rows) * len(versions)) as advance:
             results = score_templates(
-                [(self.registry.template_text(v), self.registry.generation(v)) for v in versions], self.rows,
+                [(self.registry.template(v), self.registry.generation(v)) for v in versions], self.rows,
                 lm=make_lm(self.endpoint, cache=self.settings.lm_cache), input_fields=card.input_fields,
                 metric=self.data.metric(), label_field=card.label_field, concurrency=self.settings.lm_concurrency,
                 on_example=advance,

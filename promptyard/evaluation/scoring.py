@@ -1,7 +1,7 @@
 """Run templates over examples concurrently and collect replies, scores, latency and tokens.
 
-Each example is one chat request whose single user message is the rendered template: exactly
-what an app does with `load_prompt(...).format(...)`. Requests go through `dspy.LM`, so DSPy's
+Each example is one chat request: the rendered template as a single user message, or a chat
+template's rendered messages — exactly what an app does with `load_prompt(...).format(...)`. Requests go through `dspy.LM`, so DSPy's
 disk cache answers repeated work without calling the endpoint.
 
 An error is not an answer: a request that still fails after its retries is recorded with its
@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 from promptyard.errors import BudgetExhausted, EndpointUnreachableError, TooManyErrorsError, UserError
 from promptyard.evaluation.metrics import Metric
-from promptyard.registry import GenerationConfig, render
+from promptyard.registry import GenerationConfig, PromptTemplate, render_messages
 from promptyard.runtime import is_transport_error
 
 __all__ = ["ExampleResult", "ScoreResult", "score_template", "score_templates", "paired_scores", "refuse_if_errors",
@@ -46,7 +46,7 @@ class ExampleResult:
 
 @dataclass
 class ScoreResult:
-    template: str
+    template: PromptTemplate
     examples: list[ExampleResult] = field(default_factory=list)
 
     @property
@@ -146,11 +146,11 @@ class _Stopper:
                                      "scoring stopped: no answer could come of it.") from None
 
 
-def _score_one(lm, template: str, row: dict, input_fields, label_field, metric: Metric, kwargs,
+def _score_one(lm, template: PromptTemplate, row: dict, input_fields, label_field, metric: Metric, kwargs,
                stopper: _Stopper) -> ExampleResult:
     inputs = {name: row[name] for name in input_fields}
     gold = str(row[label_field])
-    messages = [{"role": "user", "content": render(template, inputs)}]
+    messages = render_messages(template, inputs)
     started = time.perf_counter()
     try:
         response = lm.forward(messages=messages, **kwargs)
@@ -185,7 +185,7 @@ def _score_one(lm, template: str, row: dict, input_fields, label_field, metric: 
 
 
 def score_templates(
-    arms: Sequence[tuple[str, GenerationConfig | None]],
+    arms: Sequence[tuple[PromptTemplate, GenerationConfig | None]],
     rows: Sequence[dict],
     *,
     lm,
@@ -216,7 +216,7 @@ def score_templates(
     return results
 
 
-def score_template(template: str, rows: Sequence[dict], *, lm, metric: Metric, input_fields: Sequence[str],
+def score_template(template: PromptTemplate, rows: Sequence[dict], *, lm, metric: Metric, input_fields: Sequence[str],
                    label_field: str, generation: GenerationConfig | None = None, concurrency: int = 4,
                    on_example: Callable[[ExampleResult], None] | None = None) -> ScoreResult:
     """Score one template on `rows`, `concurrency` requests at a time, results in row order."""

@@ -12,7 +12,15 @@ from pathlib import Path
 
 from promptyard.errors import UserError
 from promptyard.governance.actions import Governance
-from promptyard.registry import Contract, GenerationConfig, Template, prompt_files, read_prompt_file, user_tags
+from promptyard.registry import (
+    Contract,
+    GenerationConfig,
+    PromptTemplate,
+    Template,
+    prompt_files,
+    read_prompt_file,
+    user_tags,
+)
 
 __all__ = ["import_prompts", "ImportResult"]
 
@@ -40,7 +48,7 @@ def import_prompts(governance: Governance, folder: Path, *, dry_run: bool = Fals
 class _Plan:
     path: Path
     name: str
-    template: str
+    template: PromptTemplate  # text, or chat messages
     generation: GenerationConfig
     tags: dict[str, str]
     contract: Contract | None
@@ -72,7 +80,7 @@ def _plan(governance: Governance, path: Path) -> _Plan:
 def _apply(governance: Governance, plan: _Plan, dry_run: bool) -> ImportResult:
     registry = governance.registry
     latest = registry.get(plan.name) if registry.prompt(plan.name) is not None else None
-    changed = latest is None or registry.template_text(latest) != plan.template or \
+    changed = latest is None or registry.template(latest) != plan.template or \
         registry.generation(latest) != plan.generation
     action, version = "unchanged", int(latest.version) if latest else 0
     if changed:

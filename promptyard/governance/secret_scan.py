@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 from promptyard.errors import TemplateError
@@ -19,8 +20,9 @@ _PATTERNS = {
 }
 
 
-def find_secrets(text: str) -> list[str]:
-    """The kinds of credentials found in `text` (empty when clean)."""
+def find_secrets(text) -> list[str]:
+    """The kinds of credentials found in `text` (a chat template's messages too; empty when clean)."""
+    text = text if isinstance(text, str) or text is None else json.dumps(text)
     return [kind for kind, pattern in _PATTERNS.items() if pattern.search(text or "")]
 
 

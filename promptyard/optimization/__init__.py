@@ -24,7 +24,7 @@ from promptyard.optimization.options import BudgetLimits, SearchOptions, Selecti
 from promptyard.optimization.plan import BudgetPlan
 from promptyard.optimization.provenance import commit_message, evidence, request_key, version_tags
 from promptyard.optimization.simplest import TIE_RULE, Contender, TieBreak, closest_among_tied, edit_size
-from promptyard.optimization.result import CandidateSummary, OptimizationResult, SeedPrompt
+from promptyard.optimization.result import CandidateSummary, OptimizationResult, ProposerUsage, SeedPrompt
 
 __all__ = [
     "CANDIDATE_ALIAS",
@@ -36,6 +36,7 @@ __all__ = [
     "CandidateSummary",
     "Decision",
     "OptimizationResult",
+    "ProposerUsage",
     "SearchOptions",
     "SeedPrompt",
     "SelectionOptions",

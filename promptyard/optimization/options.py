@@ -47,6 +47,10 @@ class BudgetLimits(_Options):
     calls: int | None = Field(None, gt=0, description="Most LM calls (answers from the cache are free).")
     tokens: int | None = Field(None, gt=0, description="Most tokens, prompt and completion.")
     seconds: float | None = Field(None, gt=0, description="Most seconds of wall time.")
+    proposer_calls: int | None = Field(
+        None, gt=0, description="Most calls to the model that proposes rewrites (PROMPTYARD_PROPOSER_*), counted on "
+        "their own; with the task model as proposer they count against `calls` too.")
+    proposer_tokens: int | None = Field(None, gt=0, description="Most tokens of the model that proposes rewrites.")
 
 
 def checked(model: type[_Options], value, parameter: str) -> _Options:

@@ -7,10 +7,10 @@ from typing import Any
 
 from promptyard.evaluation import ConstantTest, McNemar, PairedComparison, ReferencePoints
 from promptyard.optimization.simplest import TieBreak
-from promptyard.registry import GenerationConfig
+from promptyard.registry import GenerationConfig, PromptTemplate
 from promptyard.runtime import BudgetUsage
 
-__all__ = ["SeedPrompt", "CandidateSummary", "OptimizationResult"]
+__all__ = ["SeedPrompt", "CandidateSummary", "OptimizationResult", "ProposerUsage"]
 
 
 @dataclass(frozen=True)
@@ -19,7 +19,7 @@ class SeedPrompt:
 
     name: str
     version: int
-    template: str
+    template: PromptTemplate  # text, or chat messages
     generation: GenerationConfig = field(default_factory=GenerationConfig)
 
     @property
@@ -43,6 +43,24 @@ class CandidateSummary:
     @property
     def failed(self) -> bool:
         return bool(self.error)
+
+
+@dataclass(frozen=True)
+class ProposerUsage:
+    """The model that proposed rewrites and what it took, apart from the task model's calls."""
+
+    base_url: str
+    model: str
+    own: bool  # an endpoint or model of its own: budgeted and costed apart (else also in the run's budget)
+    calls: int
+    tokens: int
+    cached: int
+    cost_usd: float
+
+    def describe(self) -> str:
+        where = "its own endpoint" if self.own else "the task endpoint"
+        return (f"proposer {self.model} at {self.base_url} ({where}): {self.calls} calls ({self.cached} answered from "
+                f"cache), tokens {self.tokens}, ${self.cost_usd:.4f}")
 
 
 @dataclass
@@ -70,6 +88,7 @@ class OptimizationResult:
     versus_majority: list[ConstantTest] = field(default_factory=list)  # the seed, then the winner, on test
     notes: list[str] = field(default_factory=list)  # what a reader must know besides the decision
     proposals_discarded: int = 0  # proposer replies without a readable instruction
+    proposer: ProposerUsage | None = None  # the model that proposed rewrites: its calls, tokens and cost
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

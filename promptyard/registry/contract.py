@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from promptyard.registry.templates import variables
+from promptyard.registry.templates import template_variables
 
 __all__ = ["Contract", "TAG_CONTRACT"]
 
@@ -31,7 +31,7 @@ class Contract:
         return cls(list(data.get("variables", [])), bool(data.get("response_format")), True)
 
     def problems(self, template: str, response_format) -> list[str]:
-        have = variables(template)
+        have = template_variables(template)
         found = [f"drops {{{{{v}}}}}" for v in self.variables if v not in have]
         found += [f"needs {{{{{v}}}}}, which apps do not send" for v in have if v not in self.variables]
         if self.response_format and not response_format:

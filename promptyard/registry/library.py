@@ -67,6 +67,13 @@ class _Literal(str):
     pass
 
 
+def _literal(template):
+    """Multi-line text (a template, or each chat message's content) as a YAML block."""
+    if isinstance(template, list):
+        return [{"role": m["role"], "content": _literal(m["content"])} for m in template]
+    return _Literal(template) if "\n" in template else template
+
+
 def _dump(data: dict) -> str:
     class Dumper(yaml.SafeDumper):
         pass
@@ -110,12 +117,12 @@ def export_prompts(registry: Registry, folder: Path, *, namespace: str | None = 
     paths = _export_paths(folder, [p.name for p in prompts])
     for prompt in prompts:
         latest = registry.get(prompt.name)
-        template = registry.template_text(latest)
+        template = registry.template(latest)
         contract = registry.declared_contract(prompt.name)
         aliases = {a: int(v.version) for v in registry.versions(prompt.name) for a in v.aliases}
         data: dict[str, Any] = {
             "name": prompt.name, "version": int(latest.version),
-            "template": _Literal(template) if "\n" in template else template,
+            "template": _literal(template),
             "model_config": latest.model_config or {}, "response_format": latest.response_format,
             "contract": {"variables": contract.variables, "response_format": contract.response_format}
             if contract else None,
@@ -137,8 +144,10 @@ def read_prompt_file(path: Path) -> dict[str, Any]:
         mark = getattr(exc, "problem_mark", None)
         raise UserError(f"{path}{f' line {mark.line + 1}' if mark else ''} does not parse: "
                         f"{getattr(exc, 'problem', exc)}.") from None
-    if not isinstance(data, dict) or not isinstance(data.get("name"), str) or not isinstance(data.get("template"), str):
-        raise UserError(f"{path}: a prompt file needs at least `name:` and `template:` (see `promptyard prompts export`).")
+    if not isinstance(data, dict) or not isinstance(data.get("name"), str) or \
+            not isinstance(data.get("template"), str | list):
+        raise UserError(f"{path}: a prompt file needs at least `name:` and `template:` (text, or a list of chat "
+                        "messages {role, content}; see `promptyard prompts export`).")
     unknown = set(data) - _FILE_KEYS
     if unknown:
         raise UserError(f"{path}: unknown key(s) {', '.join(sorted(unknown))} (known: {', '.join(sorted(_FILE_KEYS))}).")

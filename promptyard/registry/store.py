@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from promptyard.errors import PromptNotFoundError, TemplateError, TrackingUnavailableError, UserError
+from promptyard.errors import PromptNotFoundError, TrackingUnavailableError, UserError
 from promptyard.runtime import require_answer
 from promptyard.registry.contract import TAG_CONTRACT, Contract
 from promptyard.registry.generation import GenerationConfig
 from promptyard.registry.refs import PromptRef
-from promptyard.registry.templates import Template, check_variables
+from promptyard.registry.templates import PromptTemplate, Template, check_variables, template_text
 
 __all__ = ["Registry"]
 
@@ -42,14 +42,14 @@ class Registry:
     def _register(
         self,
         name: str,
-        template: str,
+        template: PromptTemplate,
         *,
         commit_message: str = "",
         tags: dict[str, str] | None = None,
         generation: GenerationConfig | None = None,
         available_fields: Iterable[str] | None = None,
     ):
-        """Register `template` as a new version of `name` (created if new) and return it."""
+        """Register `template` (text, or chat messages) as a new version of `name` (created if new) and return it."""
         PromptRef.parse(name)
         parsed = Template.parse(template)
         if available_fields is not None:
@@ -207,10 +207,12 @@ class Registry:
         return GenerationConfig.from_model_config(version.model_config, version.response_format)
 
     @staticmethod
+    def template(version) -> PromptTemplate:
+        """What a version holds: its text, or its chat messages (MLflow's chat format)."""
+        template = version.template
+        return template if isinstance(template, str) else [dict(m) for m in template]
+
+    @staticmethod
     def template_text(version) -> str:
-        if not isinstance(version.template, str):
-            raise TemplateError(
-                f"Prompt {version.name} version {version.version} is a chat template; optimization "
-                "works on text templates: register the user message as a text template."
-            )
-        return version.template
+        """A version's template as text: a chat template shows each message under its role."""
+        return template_text(version.template)

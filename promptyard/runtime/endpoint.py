@@ -39,6 +39,17 @@ class Endpoint:
                    replicas=tuple(u.rstrip("/") for u in s.replica_urls),
                    limit_api=s.prefect_url if s.lm_limit else None)
 
+    @classmethod
+    def proposer_from_settings(cls, settings: Settings | None = None) -> Endpoint:
+        """The endpoint that proposes rewrites: PROMPTYARD_PROPOSER_* where set, else the task endpoint's."""
+        s = settings or get_settings()
+        if s.proposer_base_url is None:
+            task = cls.from_settings(s)
+            return cls(task.base_url, s.proposer_model or task.model, s.proposer_api_key or task.api_key,
+                       task.timeout, task.replicas, task.limit_api)
+        return cls(base_url=s.proposer_base_url.rstrip("/"), model=s.proposer_model or s.lm_model,
+                   api_key=s.proposer_api_key or s.lm_api_key, timeout=s.lm_timeout)
+
     @property
     def urls(self) -> tuple[str, ...]:
         """Where requests go: the replicas, or the one base URL."""
