@@ -1,6 +1,7 @@
 """Evaluation: how good a prompt is, measured on data.
 
-Owns datasets and their cards (Hugging Face `datasets`, deterministic splits, digests), metrics
+Owns datasets and their cards (Hugging Face `datasets`, deterministic splits, digests; harvested
+from MLflow traces with assessments or MLflow evaluation datasets as versioned snapshots), metrics
 and the LLM judge, scoring a template over examples, statistics (paired bootstrap, McNemar,
 intervals), reference points (the majority label and a uniformly random label on the same rows, and
 a prompt tested against them), multi-objective selection, the optimization report, and
@@ -36,6 +37,7 @@ from promptyard.evaluation.scoring import (
     score_template,
     score_templates,
 )
+from promptyard.evaluation.sources import Snapshot, from_evaluation_dataset, from_traces
 from promptyard.evaluation.selection import SELECTIONS, Objectives, pareto_front, pareto_plot, select
 from promptyard.evaluation.stats import McNemar, PairedComparison, is_binary, mcnemar, mean_interval, paired_bootstrap
 
@@ -49,6 +51,7 @@ __all__ = [
     "versus_constant",
     "SELECTIONS",
     "SPLITS",
+    "Snapshot",
     "DatasetCard",
     "ExampleResult",
     "LoadedDataset",
@@ -60,6 +63,8 @@ __all__ = [
     "VersionScorer",
     "dataset_digest",
     "evaluate_prompt",
+    "from_evaluation_dataset",
+    "from_traces",
     "reference_lines",
     "get_metric",
     "is_binary",

@@ -1,4 +1,5 @@
-"""MLflow tracking: the one door to MLflow's runs (optimizations, evaluations, A/B analyses).
+"""MLflow tracking: the one door to MLflow's runs (optimizations, evaluations, A/B analyses), and to
+the traces and evaluation datasets that datasets are harvested from.
 
 Everything goes through an explicit `MlflowClient` and run ids, so candidates scored in
 parallel threads log to the right run. Runs are created in `experiment` (created on first use);
@@ -152,6 +153,59 @@ class Tracker:
             return []
         return list(self._client.search_runs(experiments, filter_string=filter_string, order_by=order_by,
                                              max_results=max_results))
+
+    def experiment_id_of(self, experiment: str) -> str:
+        """The id of an experiment given by name or id; a clear error naming the known ones otherwise."""
+        from promptyard.errors import UserError
+
+        found = self._client.get_experiment_by_name(experiment)
+        if found is None and experiment.isdigit():
+            from mlflow.exceptions import MlflowException
+
+            try:
+                found = self._client.get_experiment(experiment)
+            except MlflowException:
+                found = None
+        if found is None:
+            known = ", ".join(e.name for e in self._client.search_experiments(max_results=20)) or "none"
+            raise UserError(f"No MLflow experiment {experiment!r} at {self.tracking_uri} (experiments: {known}): give "
+                            "the experiment your app logs its traces to, by name or id.")
+        return found.experiment_id
+
+    def traces(self, experiment: str, *, filter_string: str | None = None, max_results: int = 10_000) -> list:
+        """Traces of an experiment (name or id) with their spans and assessments, up to `max_results`."""
+        import warnings
+
+        experiment_id, traces, token = self.experiment_id_of(experiment), [], None
+        while len(traces) < max_results:
+            with warnings.catch_warnings():  # MLflow asks for `locations` instead of experiment ids, and says so
+                warnings.simplefilter("ignore")
+                page = self._client.search_traces(experiment_ids=[experiment_id], filter_string=filter_string,
+                                                  max_results=min(500, max_results - len(traces)), page_token=token)
+            traces.extend(page)
+            token = page.token
+            if not token or not page:
+                break
+        return traces
+
+    def evaluation_dataset(self, name: str):
+        """An MLflow evaluation dataset (the Datasets page) by name or id, with its records."""
+        from promptyard.errors import UserError
+
+        if name.startswith("d-"):
+            from mlflow.exceptions import MlflowException
+
+            try:
+                return self._client.get_dataset(name)
+            except MlflowException:
+                pass
+        quoted = f'"{name}"' if '"' not in name else f"'{name}'"
+        found = list(self._client.search_datasets(filter_string=f"name = {quoted}", max_results=2))
+        if len(found) != 1:
+            known = ", ".join(d.name for d in self._client.search_datasets(max_results=20)) or "none"
+            raise UserError(f"{'No' if not found else 'More than one'} MLflow evaluation dataset named {name!r} at "
+                            f"{self.tracking_uri} (datasets: {known}): give its name or its id (d-...).")
+        return found[0]
 
     def run_url(self, run_id: str) -> str:
         if self.tracking_uri.startswith("http"):
