@@ -153,8 +153,9 @@ def status(prompt: str, as_json: bool) -> None:
                        f"[{r['low']:+.3f}, {r['high']:+.3f}], p = {r['p_value']:.3g} (level {r['alpha']:.3g})")
         for metric, r in results.items():
             if metric != "value":
-                click.echo(f"  v{version} {metric} vs v{experiment.control}: {r['diff']:+.0%}, always-valid interval "
-                           f"[{r['low']:+.0%}, {r['high']:+.0%}], tolerated +{r['threshold']:.0%} (level {r['alpha']:.3g})")
+                click.echo(f"  v{version} {metric} vs v{experiment.control}: {r['diff']:+.1%}, always-valid interval "
+                           f"[{r['low']:+.1%}, {r['high']:+.1%}], tolerated +{r['threshold']:.0%} "
+                           f"(level {r['alpha']:.3g})")
     if analysis.plan:
         click.echo(f"  plan: {analysis.plan['text']}")
     click.echo(f"  decision now: {analysis.decision} ({analysis.reason})")

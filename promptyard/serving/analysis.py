@@ -201,7 +201,7 @@ def plan_before_start(experiment: Experiment, history: tuple[list[str], list[flo
         earlier = Outcomes.from_columns(unit=units, arm=[experiment.control] * len(values), value=values)
         mean, var, count, _ = arm_summary(earlier, experiment.control)
         return plan(experiment.weights, experiment.control, base_rate=mean, unit_var=var * count,
-                    source=f"observed: {count} units of v{experiment.control} in earlier experiments", **common)
+                    source=f"observed: {count} units of v{experiment.control} in the event store", **common)
     return plan(experiment.weights, experiment.control, base_rate=0.5, **common,
                 source=f"assumed: no outcomes of v{experiment.control} yet, declare --base-rate")
 

@@ -97,9 +97,7 @@ class Release:
             check = self.governance.promotion.evidence(self.name, self.version, self.alias, rule,
                                                        ran.get("run_id"))
         if not check.ok:
-            hint = ("" if compare is not None else
-                    f" Pass --dataset (the offline A/B runs first), or run `promptyard ab offline {self.name}/{current} "
-                    f"{self.name}/{self.version} --dataset {rule.dataset or 'DATASET'}`.")
+            hint = "" if compare is not None else " Pass --dataset to run the offline A/B first."
             refused = ReleaseStep("offline", f"refused: {check.detail}", check.run_id)
             self._audit(refused)
             raise ExperimentError(f"v{self.version} has no offline evidence that it is not worse than "

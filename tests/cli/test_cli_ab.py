@@ -1,6 +1,7 @@
 """`promptyard ab ...`: offline comparison, and bad input that leaves everything as it was."""
 
 import json
+import re
 
 import mlflow
 import pytest
@@ -76,7 +77,7 @@ def test_start_states_the_units_needed_from_a_declared_or_observed_base_rate(sup
     assert "plan: needs ≈" in status and "(observed: " in status and "so far" in status
     invoke("stop", "support@production")
     observed = invoke("start", "support@production", "--split", "1=0.5", "--split", "2=0.5").stdout
-    assert "units of v1 in earlier experiments)" in observed
+    assert re.search(r"over a base of 0\.\d+ \(observed: \d{2,3} units of v1 in the event store\)", observed)
     assert "--base-rate -1.0 is not valid" in invoke("start", "support@staging", "--split", "1=1",
                                                      "--base-rate", "-1", code=1).output
 

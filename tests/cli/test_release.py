@@ -120,7 +120,7 @@ def test_release_rolls_back_on_a_guardrail_breach(sentiment, registry):
 def test_release_refuses_without_offline_evidence_or_when_it_shows_the_version_worse(sentiment, registry):
     refused = release("2", code=1)
     assert "v2 has no offline evidence that it is not worse than v1: no run compares v2 with v1" in refused
-    assert "Pass --dataset" in refused and "Nothing was started." in refused
+    assert "Pass --dataset to run the offline A/B first. Nothing was started." in refused
     assert Experiments(registry).get("sentiment@production") is None
     assert "--canary takes a share" in release("2", "--canary", "lots", code=1)
 
