@@ -5,7 +5,7 @@ registry write: role check, credential scan, author stamp, audit), the promotion
 (evidence, four-eyes approval, contract), the tags it owns, the hash-chained audit log with its
 write-ahead journal and per-prompt lock, importing
 prompt files, and the MLflow server guard (`mlflow_guard`, loaded by `mlflow server --app-name
-promptyard-auth`). May import: `promptyard.evaluation`, `promptyard.registry`,
+promptyard-auth`; its decisions in `guard_rules`). May import: `promptyard.evaluation`, `promptyard.registry`,
 `promptyard.runtime`, `promptyard.errors`.
 """
 

@@ -9,7 +9,8 @@
    the author is the one the audit log recorded (a stamp that disagrees makes it unknown), and a
    service identity's approval does not count;
 3. the prompt contract: the variables apps send (and, if declared, a constrained output format);
-4. integrity: the version is still what was registered (template, response format, model config).
+4. integrity: the version is still what was registered (template, response format, model config),
+   by one undisputed author (one user in the register entries of its template, the same as its stamp).
 
 Audit entries count only from the current incarnation of a prompt name (a deleted and re-created
 prompt starts afresh: entries before its creation, or before an audited deletion, do not count), and
@@ -89,12 +90,26 @@ class PromotionChecks:
 
     def author_of(self, name: str, version: int) -> str | None:
         """Who registered the version, from the audit log; None when it is unknown or disputed (a stamp on
-        the version that names someone else)."""
+        the version, or another register entry, that names someone else)."""
         entry = self.registered(name, version)
-        if entry is None:
+        if entry is None or self.disputed(name, version):
             return None
-        stamp = (self.registry.get(f"{name}/{version}").tags or {}).get(TAG_AUTHOR)
-        return entry.user if stamp in (None, entry.user) else None
+        return entry.user
+
+    def disputed(self, name: str, version: int) -> str | None:
+        """Why the author of a version is in dispute (None: it is not). A version is registered once, by
+        one user, whom the server stamps on it: register entries for its template naming several users, or
+        a stamp naming another, mean an entry was appended (or a stamp written) by hand."""
+        found = self.registry.get(f"{name}/{version}")
+        entries = [e for e in self.entries("register", name, version=int(version))
+                   if json.loads(e.after or "{}").get("template") == found.template]
+        stamp = (found.tags or {}).get(TAG_AUTHOR)
+        users = {e.user for e in entries}
+        if len(users) < 2 and (stamp is None or not users or users == {stamp}):
+            return None
+        named = ", ".join(f"{e.user} (entry #{e.seq})" for e in entries)
+        return (f"v{version}'s author is disputed: the audit log names {named or 'nobody'}"
+                + (f", the stamp on it names {stamp}" if stamp else "") + " — a register entry or stamp was forged")
 
     def all(self, name: str, version: int, alias: str, *, evidence_run_id: str | None = None) -> list[Check]:
         if not self.policy.is_protected(alias):
@@ -144,6 +159,9 @@ class PromotionChecks:
         if entry is None:
             return Check("integrity", False, f"v{version} has no register entry in the audit log: it was created "
                                              "outside promptyard; register it through promptyard")
+        disputed = self.disputed(name, version)
+        if disputed:
+            return Check("integrity", False, disputed)
         recorded = json.loads(entry.after or "{}")
         found = self.registry.get(f"{name}/{version}")
         now = {"template": found.template, "response_format": found.response_format,

@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -24,11 +25,12 @@ promotion:
 PASSWORD = "admin-password-for-tests"
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    root = tmp_path_factory.mktemp("guarded-mlflow")
+@contextmanager
+def guarded_server(root: Path, policy: str, users=("alice", "bob")):
+    """`mlflow server --app-name promptyard-auth` on a free port, `policy` in force, `users` created
+    (password `<user>-password-1`); yields its URI. Its stores are under `root`."""
     (root / "home").mkdir()
-    (root / "home" / "policy.yaml").write_text(POLICY)
+    (root / "home" / "policy.yaml").write_text(policy)
     (root / "auth.ini").write_text(
         f"[mlflow]\ndefault_permission = EDIT\ndatabase_uri = sqlite:///{root / 'auth.db'}\nadmin_username = admin\n"
         "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n")
@@ -45,23 +47,32 @@ def server(tmp_path_factory):
                              str(root / "artifacts"), "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
                             env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     uri = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            if requests.get(f"{uri}/health", timeout=1).ok:
-                break
-        except requests.ConnectionError:
-            pass
-        if time.monotonic() > deadline or proc.poll() is not None:
-            raise RuntimeError((root / "server.log").read_text()[-3000:])
-        time.sleep(0.5)
-    for user in ("alice", "bob"):
-        requests.post(f"{uri}/api/2.0/mlflow/users/create", json={"username": user, "password": f"{user}-password-1"},
-                      auth=("admin", PASSWORD), timeout=10).raise_for_status()
-    yield uri, root
-    proc.terminate()
-    proc.wait(30)
-    log.close()
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if requests.get(f"{uri}/health", timeout=1).ok:
+                    break
+            except requests.ConnectionError:
+                pass
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise RuntimeError((root / "server.log").read_text()[-3000:])
+            time.sleep(0.5)
+        for user in users:
+            requests.post(f"{uri}/api/2.0/mlflow/users/create", auth=("admin", PASSWORD), timeout=10,
+                          json={"username": user, "password": f"{user}-password-1"}).raise_for_status()
+        yield uri
+    finally:
+        proc.terminate()
+        proc.wait(30)
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    root = tmp_path_factory.mktemp("guarded-mlflow")
+    with guarded_server(root, POLICY) as uri:
+        yield uri, root
 
 
 @pytest.fixture
