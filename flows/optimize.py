@@ -37,9 +37,11 @@ from promptyard.optimization import (
     BudgetLimits,
     BudgetPlan,
     OptimizationResult,
+    OtherModel,
     SearchOptions,
     SelectionOptions,
     checked,
+    parse_also_on,
     request_key,
 )
 from promptyard.registry import PromptRef, Registry
@@ -77,7 +79,7 @@ def check_request(prompt: str, dataset: str, optimizer: OptimizerSettings | Plug
 @flow(name="optimize-prompt", task_runner=task_runner(get_settings()))
 def optimize_prompt(prompt: str, dataset: str, optimizer: OptimizerChoice = CoproSettings(),
                     search: SearchOptions = SearchOptions(), selection: SelectionOptions = SelectionOptions(),
-                    budget: BudgetLimits = BudgetLimits()) -> OptimizationResult:
+                    budget: BudgetLimits = BudgetLimits(), also_on: list[str] | None = None) -> OptimizationResult:
     """Optimize a prompt version on a dataset; register the best candidate only if it beats the seed
     on the held-out test split.
 
@@ -88,22 +90,25 @@ def optimize_prompt(prompt: str, dataset: str, optimizer: OptimizerChoice = Copr
         search: Random seed, example limits and the confidence of the test-split interval.
         selection: How the best candidate is chosen on validation.
         budget: Caps on LM calls, tokens and seconds for the whole run.
+        also_on: Other models (ENDPOINT/MODEL, e.g. http://host:8000/v1/my-model) to re-score the seed and the
+            winner on, on the test split: does the gain transfer?
     """
     apply_offline_env()
     started, logger, settings = time.perf_counter(), get_run_logger(), get_settings()
     optimizer, search, selection, budget = check_request(prompt, dataset, optimizer, search, selection, budget)
+    others = tuple(parse_also_on(spec) for spec in also_on or [])
     Registry(settings.tracking_uri).check()  # fail at once when MLflow does not answer (its client retries for minutes)
     seed = load_seed(prompt)
     data = load_data(dataset, seed.template)
     validation, test = data.rows("validation", search.limit_validation), data.rows("test", search.limit_test)
     plan = BudgetPlan(budget.calls, len(validation), len(test))
     plan.check()
-    check_endpoints(settings)
+    check_endpoints(settings, others)
     meter, proposing = Budget(budget.calls, budget.tokens, budget.seconds), Budget(budget.proposer_calls,
                                                                                   budget.proposer_tokens)
     lm = LMSpec(meter.open(), settings.lm_cache, settings.lm_concurrency, proposing.open(), settings.own_proposer)
     key = request_key(seed, data.digest, optimizer, search, selection, budget, settings.lm_url, settings.lm_model,
-                      Endpoint.proposer_from_settings(settings).describe())
+                      Endpoint.proposer_from_settings(settings).describe(), others)
     run_id, run_url = open_parent_run(seed, data, optimizer.name, optimizer.model_dump(exclude={"name"}), search, key)
     ok = False
     try:
@@ -125,7 +130,7 @@ def optimize_prompt(prompt: str, dataset: str, optimizer: OptimizerChoice = Copr
                                   optimizer.model_dump(exclude={"name"}), stops)
         meter.release()
         run = RunContext(seed, data, validation, test, lm, meter, plan, optimizer.name, search, selection, run_id,
-                         run_url, started)
+                         run_url, started, others)
         result = conclude(run, baseline, scored, proposal, stops)
         logger.info(result.decision)
         ok = True
@@ -140,8 +145,9 @@ def optimize_prompt(prompt: str, dataset: str, optimizer: OptimizerChoice = Copr
         close_run(run_id, ok, settings.tracking_uri, logger)
 
 
-def check_endpoints(settings) -> None:
-    """The task endpoint, and the proposer's when it is another, answer (before anything is spent)."""
+def check_endpoints(settings, others: tuple[OtherModel, ...] = ()) -> None:
+    """The task endpoint, the proposer's when it is another, and the models of `--also-on` answer (before
+    anything is spent)."""
     check_endpoint(Endpoint.from_settings(settings))
     proposer = Endpoint.proposer_from_settings(settings)
     if proposer.base_url != settings.lm_url.rstrip("/"):
@@ -150,6 +156,12 @@ def check_endpoints(settings) -> None:
         except EndpointUnreachableError as exc:
             raise EndpointUnreachableError(f"The proposer endpoint (PROMPTYARD_PROPOSER_BASE_URL): {exc} Or unset "
                                            "PROMPTYARD_PROPOSER_BASE_URL to propose with the task model.") from None
+    for other in others:
+        try:
+            check_endpoint(Endpoint(other.base_url, other.model, settings.also_on_api_key or settings.lm_api_key))
+        except EndpointUnreachableError as exc:
+            raise EndpointUnreachableError(f"--also-on {other.base_url}/{other.model}: {exc} (its key: "
+                                           "PROMPTYARD_ALSO_ON_API_KEY.) Or leave --also-on out.") from None
 
 
 def outage(exc: Exception, settings) -> PromptyardError:

@@ -13,9 +13,17 @@ from dataclasses import dataclass
 from prefect import runtime
 
 from flows.optimize_record import record_result, record_test
-from flows.optimize_tasks import LMSpec, Proposal, objectives_of, record_evidence, register_version, score_pair
+from flows.optimize_tasks import (
+    LMSpec,
+    Proposal,
+    objectives_of,
+    record_evidence,
+    register_version,
+    score_pair,
+    score_pair_on,
+)
 from optimizers import Candidate
-from promptyard.errors import BudgetExhausted, TooManyErrorsError
+from promptyard.errors import BudgetExhausted, EndpointUnreachableError, TooManyErrorsError
 from promptyard.evaluation import (
     LoadedDataset,
     against_reference,
@@ -30,6 +38,8 @@ from promptyard.optimization import (
     CandidateSummary,
     Contender,
     OptimizationResult,
+    OtherModel,
+    Portability,
     ProposerUsage,
     SearchOptions,
     SeedPrompt,
@@ -65,6 +75,7 @@ class RunContext:
     run_id: str
     run_url: str
     started: float
+    also_on: tuple[OtherModel, ...] = ()  # other models to re-score the seed and the winner on
 
     def reference(self, rows: list[dict], scores: list[list[float | None]]):
         """Reference points on `rows` and each score list tested against the majority label."""
@@ -90,6 +101,10 @@ def conclude(run: RunContext, baseline, scored: list[tuple], proposal: Proposal,
     if verdict.goes_to_test:
         _, best, best_result, best_run = ranked[verdict.best]
         outcome = test_and_register(run, best, best_result, best_run)
+        outcome["portability"] = [elsewhere(run, best, other, outcome["test"]) for other in run.also_on] \
+            if "test" in outcome else []
+        if "report" in outcome:
+            outcome["report"]["portability"] = [p.describe() for p in outcome["portability"]]
         if "report" in outcome:
             outcome["report"]["choice"] = choice.markdown(
                 {i: r.accuracy for i, _, r, _ in ranked}, {i: c.details.get("output_format", "free")
@@ -106,7 +121,7 @@ def conclude(run: RunContext, baseline, scored: list[tuple], proposal: Proposal,
         best_candidate=ranked[verdict.best][0] if "test" in outcome else None, test=outcome.get("test"),
         mcnemar=outcome.get("mcnemar"), pareto_front=[ranked[i][0] for i in pareto_front(objectives)],
         reference_validation=reference, reference_test=outcome.get("reference"), choice=choice,
-        proposals_discarded=proposal.discarded,
+        proposals_discarded=proposal.discarded, portability=outcome.get("portability", []),
         versus_majority=outcome.get("versus_majority", []),
         notes=reference_notes(outcome.get("reference"), outcome.get("versus_majority", [])))
     record_result(result, baseline, [(i, r) for i, _, r, _ in ranked], outcome.get("report"))
@@ -129,6 +144,22 @@ def summaries(scored: list[tuple]) -> list[CandidateSummary]:
                                      result.mean_latency_s if result else 0.0, run_id,
                                      errors=result.errors if result else 0, error=error))
     return rows
+
+
+def elsewhere(run: RunContext, best, other: OtherModel, here) -> Portability:
+    """The seed and the winner on another model, on the same test rows: does the gain transfer?"""
+    from dspy.utils.exceptions import LMError
+
+    seed = Candidate(run.seed.template, "seed", generation=run.seed.generation)
+    try:
+        seed_there, best_there, calls = score_pair_on.with_options(task_run_name=f"seed and best on {other.model}")(
+            other, seed, best, run.test, run.data.card, run.lm, f"seed and best · {other.model}")
+        refuse_if_errors([seed_there, best_there], get_settings().max_error_rate, f"Scoring on {other.label}")
+    except (TooManyErrorsError, EndpointUnreachableError, LMError) as exc:
+        return Portability(other, here, None, failure=f"{type(exc).__name__}: {str(exc)[:200]}")
+    before, after = paired_scores(seed_there, best_there)
+    there = paired_bootstrap(before, after, confidence=run.search.confidence, seed=run.search.seed)
+    return Portability(other, here, there, errors=seed_there.errors + best_there.errors, calls=calls)
 
 
 def test_and_register(run: RunContext, best, best_validation, best_run_id) -> dict:

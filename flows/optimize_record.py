@@ -137,6 +137,12 @@ def record_result(result: OptimizationResult, baseline: ScoreResult, scored: lis
                              "proposer_calls_cached": result.proposer.cached,
                              "proposer_cost_usd": result.proposer.cost_usd} if result.proposer else {}),
                          **({"registered_version": result.registered_version} if result.registered_version else {})})
+    for i, p in enumerate(result.portability, 1):  # the seed and the winner on other models (--also-on)
+        tracker.log(run_id, params={f"also_on_{i}": p.other.label}, metrics={
+            f"also_on_{i}_calls": p.calls, f"also_on_{i}_errors": p.errors,
+            **({f"also_on_{i}_seed": p.there.baseline, f"also_on_{i}_winner": p.there.candidate,
+                f"also_on_{i}_diff": p.there.diff, f"also_on_{i}_diff_low": p.there.low,
+                f"also_on_{i}_diff_high": p.there.high} if p.there else {})})
     if report is not None:
         tracker.log_text(run_id, optimization_report(**report, decision=result.decision), "report.md")
     if result.registered_version is not None:

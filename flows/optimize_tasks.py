@@ -31,13 +31,14 @@ from promptyard.evaluation import (
     score_templates,
 )
 from promptyard.governance import Evidence, Governance
-from promptyard.optimization import CANDIDATE_ALIAS, SeedPrompt
+from promptyard.optimization import CANDIDATE_ALIAS, OtherModel, SeedPrompt
 from promptyard.registry import GenerationConfig, PromptTemplate, Registry, Template, template_text
 from promptyard.runtime import Budget, Endpoint, Tracker, get_settings, is_transient_service_error, make_lm
 from promptyard.runtime import scoring_progress
 
-__all__ = ["LMSpec", "ProposerCharge", "Proposal", "CandidateFailure", "load_seed", "load_data", "score", "score_pair", "propose",
-           "evaluate_candidate", "register_version", "record_evidence", "objectives_of", "RETRY"]
+__all__ = ["LMSpec", "ProposerCharge", "Proposal", "CandidateFailure", "load_seed", "load_data", "score", "score_pair",
+           "score_pair_on", "propose", "evaluate_candidate", "register_version", "record_evidence", "objectives_of",
+           "RETRY"]
 
 
 def _retry_transient(task, task_run, state) -> bool:
@@ -194,6 +195,23 @@ def score_pair(seed: Candidate, best: Candidate, rows: list[dict], card: Dataset
     """The seed and the best candidate on the same rows, requests interleaved row by row."""
     first, second = _score([(seed.template, seed.generation), (best.template, best.generation)], rows, card, lm, label)
     return first, second
+
+
+@task(**RETRY, **resumable("other", "seed", "best", "rows", "card"))
+def score_pair_on(other: OtherModel, seed: Candidate, best: Candidate, rows: list[dict], card: DatasetCard,
+                  lm: LMSpec, label: str) -> tuple[ScoreResult, ScoreResult, int]:
+    """The seed and the best candidate on another model (`--also-on`), interleaved; and the calls it took
+    (counted apart: they are not the run's model)."""
+    settings = get_settings()
+    endpoint = Endpoint(other.base_url, other.model, settings.also_on_api_key or settings.lm_api_key,
+                        settings.lm_timeout)
+    tally = Budget()
+    with scoring_progress(label, 2 * len(rows)) as advance:
+        first, second = score_templates([(seed.template, seed.generation), (best.template, best.generation)], rows,
+                                        lm=make_lm(endpoint, cache=lm.cache, budget=tally), metric=card.make_metric(),
+                                        input_fields=card.input_fields, label_field=card.label_field,
+                                        concurrency=lm.concurrency, on_example=advance)
+    return first, second, tally.calls
 
 
 @task(task_run_name="propose with {settings.name}", **resumable("settings", "seed", "train", "card", "random_seed"))

@@ -29,20 +29,22 @@ DEMO_TEMPLATE = (
 
 
 def run_optimization(prompt: str, dataset: str, optimizer: str, settings: dict[str, Any], search: dict,
-                     selection: dict, budget: dict):
+                     selection: dict, budget: dict, also_on: tuple[str, ...] = ()):
     """Check every input, then the services, then run the optimize flow in this process.
     Returns the flow's `OptimizationResult` and the Prefect URL of its flow run."""
     point_prefect()  # before the flow module imports Prefect
     from flows.optimize import check_endpoints, check_request, optimize_prompt
     from optimizers import settings_for
+    from promptyard.optimization import parse_also_on
 
     choice, search, selection, budget = check_request(prompt, dataset, settings_for(optimizer, settings), search,
                                                       selection, budget)
+    others = tuple(parse_also_on(spec) for spec in also_on)
     open_registry()
-    check_endpoints(get_settings())
+    check_endpoints(get_settings(), others)
     prefect_url = use_prefect_server()
     result = optimize_prompt(prompt=prompt, dataset=dataset, optimizer=choice, search=search, selection=selection,
-                             budget=budget)
+                             budget=budget, also_on=list(also_on))
     return result, f"{prefect_url.removesuffix('/api')}/runs/flow-run/{result.flow_run_id}"
 
 
@@ -70,6 +72,8 @@ def print_result(result, prefect_url: str) -> None:
         for who, versus in zip(("the seed", "the best candidate"), result.versus_majority, strict=False):
             click.echo(f"  {versus.describe(who)}")
     click.echo(f"  {result.decision}")
+    for p in result.portability:
+        click.echo(f"  {p.describe()}")
     for note in result.notes:
         click.echo(f"  note: {note}")
     b = result.budget
@@ -107,10 +111,13 @@ def _emit_result(result, prefect_url: str, as_json: bool) -> None:
 @click.option("--budget-tokens", type=int, help="Most tokens (prompt + completion) for the whole run.")
 @click.option("--budget-time", type=float, help="Most seconds for the whole run.")
 @click.option("--budget-proposer-calls", type=int, help="Most calls to the model that proposes rewrites.")
+@click.option("--also-on", "also_on", multiple=True, metavar="ENDPOINT/MODEL",
+              help="Re-score the seed and the winner on this model too (e.g. http://127.0.0.1:8000/v1/my-model): "
+              "does the gain transfer? Repeatable; key: PROMPTYARD_ALSO_ON_API_KEY.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON only.")
 def optimize(prompt, dataset, optimizer, max_candidates, settings, seed, limit_train, limit_validation, limit_test,
              selection, max_cost, max_latency, budget_calls, budget_tokens, budget_time, budget_proposer_calls,
-             as_json) -> None:
+             also_on, as_json) -> None:
     """Optimize PROMPT (NAME, NAME/VERSION or NAME@ALIAS) on a dataset and register the best
     candidate as a new version only if it beats the seed on the test split.
 
@@ -127,7 +134,7 @@ def optimize(prompt, dataset, optimizer, max_candidates, settings, seed, limit_t
                 "limit_test": limit_test},
         selection={"policy": selection, "max_cost_per_example": max_cost, "max_latency_s": max_latency},
         budget={"calls": budget_calls, "tokens": budget_tokens, "seconds": budget_time,
-                "proposer_calls": budget_proposer_calls})
+                "proposer_calls": budget_proposer_calls}, also_on=also_on)
     _emit_result(result, url, as_json)
 
 

@@ -43,7 +43,7 @@ def optimization_report(*, title: str, seed_template: PromptTemplate, best_templ
                         test: McNemar, baseline: ScoreResult, best: ScoreResult, decision: str,
                         best_format: dict | None = None, reference: ReferencePoints | None = None,
                         versus_majority: list[ConstantTest] | None = None, choice: list[str] | None = None,
-                        limit: int = 10) -> str:
+                        portability: list[str] | None = None, limit: int = 10) -> str:
     lines = [
         f"# {title}", "",
         f"**Decision**: {decision}", "",
@@ -54,6 +54,9 @@ def optimization_report(*, title: str, seed_template: PromptTemplate, best_templ
         f"McNemar (exact): {test.fixed} fixed, {test.broken} broken, p = {test.p_value:.4g}", "",
         *reference_section(reference, list(versus_majority or []), ["seed", "winner"]),
         *(choice or []),
+        *(["## Portability", "", "The seed and the winner on the same test examples, through another model "
+           "(winner − seed, paired bootstrap interval):", "", *[f"- {line}" for line in portability], ""]
+          if portability else []),
         "## Prompt diff", "", "```diff", diff(template_text(seed_template), template_text(best_template), "seed", "best") or "(same text)", "```", "",
     ]
     if best_format:

@@ -4,7 +4,8 @@ Owns the flow's typed parameter groups and their checks, the budget plan (what t
 spend so the final test is always paid for), the choice on validation (the smallest edit among
 the candidates tied with the best), the decision to register or not and why (and what a
 reader must know besides, such as a winner not above the majority label), the provenance and
-evidence tags of a registered version, and the typed `OptimizationResult`.
+evidence tags of a registered version, the portability check (`--also-on`: does the gain hold on another
+model), and the typed `OptimizationResult`.
 May import: `promptyard.governance`, `promptyard.evaluation`, `promptyard.registry`,
 `promptyard.runtime`, `promptyard.errors`.
 """
@@ -22,6 +23,7 @@ from promptyard.optimization.decision import (
 )
 from promptyard.optimization.options import BudgetLimits, SearchOptions, SelectionOptions, checked
 from promptyard.optimization.plan import BudgetPlan
+from promptyard.optimization.portability import OtherModel, Portability, parse_also_on
 from promptyard.optimization.provenance import commit_message, evidence, request_key, version_tags
 from promptyard.optimization.simplest import TIE_RULE, Contender, TieBreak, closest_among_tied, edit_size
 from promptyard.optimization.result import CandidateSummary, OptimizationResult, ProposerUsage, SeedPrompt
@@ -36,6 +38,8 @@ __all__ = [
     "CandidateSummary",
     "Decision",
     "OptimizationResult",
+    "OtherModel",
+    "Portability",
     "ProposerUsage",
     "SearchOptions",
     "SeedPrompt",
@@ -49,6 +53,7 @@ __all__ = [
     "commit_message",
     "decide_on_test",
     "evidence",
+    "parse_also_on",
     "interval",
     "reference_notes",
     "registered_reason",

@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from promptyard.evaluation import ConstantTest, McNemar, PairedComparison, ReferencePoints
+from promptyard.optimization.portability import Portability
 from promptyard.optimization.simplest import TieBreak
 from promptyard.registry import GenerationConfig, PromptTemplate
 from promptyard.runtime import BudgetUsage
@@ -89,6 +90,7 @@ class OptimizationResult:
     notes: list[str] = field(default_factory=list)  # what a reader must know besides the decision
     proposals_discarded: int = 0  # proposer replies without a readable instruction
     proposer: ProposerUsage | None = None  # the model that proposed rewrites: its calls, tokens and cost
+    portability: list[Portability] = field(default_factory=list)  # the seed and the winner on other models
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

@@ -106,6 +106,9 @@ class Settings(BaseSettings):
     proposer_model: str | None = Field(None, description="Model that proposes rewrites. Default: the task model.")
     proposer_api_key: SecretStr | None = Field(
         None, description="API key of the proposer endpoint; never logged. Default: the task endpoint's key.")
+    also_on_api_key: SecretStr | None = Field(
+        None, description="API key for the second model of `optimize --also-on`; never logged. Default: the task "
+        "endpoint's key.")
     experiment: str = Field("promptyard", description="MLflow experiment for optimization runs.")
     audit_url: str | None = Field(
         None, description="SQLAlchemy URL of the audit log. Default: SQLite in the state directory."

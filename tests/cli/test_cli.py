@@ -144,6 +144,8 @@ def test_eval_scores_a_version_with_an_interval(fake_llm, tiny_dataset, registry
     (["--set", "widht=3"], "Optimizer 'copro' does not accept widht"),
     (["--max-cost", "-1"], "selection.max_cost_per_example=-1.0 is not valid"),
     (["--limit-test", "0"], "search.limit_test=0 is not valid"),
+    (["--also-on", "smollm2"], "--also-on 'smollm2' is not ENDPOINT/MODEL"),
+    (["--budget-proposer-calls", "0"], "budget.proposer_calls=0 is not valid"),
 ])
 def test_optimize_checks_inputs_before_any_service(tiny_dataset, monkeypatch, args, message):
     """Nothing answers on these ports: the input is refused first, with one message and no traceback."""
