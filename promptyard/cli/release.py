@@ -39,7 +39,7 @@ def release(name, version, alias, dataset, canary, alpha, min_samples, max_outco
     1. offline evidence that VERSION is not worse than the alias' version (recorded, or an offline
        A/B on --dataset now);
     2. a canary split on the alias (default 5% of units), started through governance;
-    3. the A/B analysis every --every seconds (a Prefect flow run each time);
+    3. the A/B analysis every --every seconds (a `release-round` Prefect flow run each time);
     4. promotion through the usual checks when VERSION is better, or automatic rollback (the canary
        ends, the alias stays) on a guardrail breach or when VERSION is worse.
     Every step is written to the audit log. Run it again to resume a release that is under way.
@@ -82,11 +82,15 @@ def release(name, version, alias, dataset, canary, alpha, min_samples, max_outco
     last = step
     if rounds != 0:
         use_prefect_server()
-        from flows.ab_analysis import analyze_experiment
+        from flows.release import release_round
+        from promptyard.serving import ReleaseStep
 
-        last = job.watch(lambda: analyze_experiment(prompt=job.ref), every=every, rounds=rounds, echo=say) or step
+        def next_round():
+            return ReleaseStep(**release_round(name=name, version=version, alias=alias))
+
+        last = job.watch(next_round, every=every, rounds=rounds, echo=say) or step
     elif not as_json:
-        click.echo(f"the canary runs; analyse and act with `promptyard release {name} {version}` (resumes), e.g. "
-                   "hourly from cron or a Prefect schedule")
+        click.echo(f"the canary runs; analyse and act with `promptyard release {name} {version} --rounds 1` "
+                   "(it resumes), or deploy flows/release.py:release_round with an hourly schedule")
     emit({"release": f"{name}/{version}", "alias": alias, "experiment": experiment.id, "steps": steps,
           "final": last.step if last.final else None, **data}, as_json)

@@ -61,7 +61,6 @@ class Release:
         self.governance = governance or Governance.from_settings(registry)
         self.experiments = Experiments(registry, self.governance)
         self.ref = f"{name}@{alias}"
-        self.rounds = 0
 
     @property
     def note(self) -> str:
@@ -141,12 +140,11 @@ class Release:
             last = self.experiments.last_result(self.ref) or {}
             return self._ended(last.get("decision", "none"), last.get("reason", "no canary runs on the alias"),
                                last.get("analysis_run_id"), last)
-        self.rounds += 1
         result = analyze()
         applied = (result.get("applied") or {}).get("decision", "continue")
         if applied in ("continue", "reallocate", "dry-run"):
-            step = ReleaseStep("analysis", f"round {self.rounds}: {result.get('decision')} ({result.get('reason')})",
-                               result.get("run_id"), data={"round": self.rounds, "decision": result.get("decision")})
+            step = ReleaseStep("analysis", f"{result.get('decision')} ({result.get('reason')})", result.get("run_id"),
+                               data={"decision": result.get("decision")})
             return self._audit(step)
         return self._ended(applied, (result.get("applied") or {}).get("reason") or result.get("reason", ""),
                            result.get("run_id"), result.get("applied") or {})
@@ -158,14 +156,15 @@ class Release:
         return self._audit(ReleaseStep(step, f"{reason}{where}", run_id, data={"decision": decision,
                                                                                "version": version}))
 
-    def watch(self, analyze: Callable[[], dict], *, every: float = 3600.0, rounds: int | None = None,
+    def watch(self, next_round: Callable[[], ReleaseStep], *, every: float = 3600.0, rounds: int | None = None,
               echo: Callable[[ReleaseStep], None] = lambda _: None,
               sleep: Callable[[float], None] = time.sleep) -> ReleaseStep | None:
-        """Analyse every `every` seconds until the release ends (or `rounds` rounds); the last step."""
+        """Run `next_round` (e.g. `lambda: release.round(analyze)`) every `every` seconds until the release
+        ends, or `rounds` times; return the last step."""
         step = None
         done = 0
         while rounds is None or done < rounds:
-            step = self.round(analyze)
+            step = next_round()
             done += 1
             echo(step)
             if step.final:
