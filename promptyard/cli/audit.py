@@ -25,8 +25,9 @@ def audit() -> None:
 @audit.command("log")
 @click.option("--prompt", help="Only entries about this prompt.")
 @click.option("--json", "as_json", is_flag=True, help="JSON lines, one entry per line.")
-def audit_log(prompt, as_json) -> None:
-    """Show the audit log.
+@click.option("--intents", is_flag=True, help="Also the write-ahead intents each governed write records first.")
+def audit_log(prompt, as_json, intents) -> None:
+    """Show the audit log (the write-ahead intents too with --intents; --json shows everything).
 
     \b
     Example:
@@ -37,6 +38,8 @@ def audit_log(prompt, as_json) -> None:
         click.echo(log.export_jsonl(prompt), nl=False)
         return
     for e in log.entries(prompt):
+        if e.action == "intent" and not intents:
+            continue
         target = f"{e.prompt or ''}{'/' + str(e.version) if e.version else ''}{'@' + e.alias if e.alias else ''}"
         change = f" {e.before} -> {e.after}" if e.action in ("alias", "promote", "rollback") else ""
         reason = " / ".join(line.strip() for line in (e.reason or "").splitlines() if line.strip())

@@ -82,7 +82,10 @@ def test_promote_names_the_failed_check_and_the_audit_log_shows_everything(libra
                                                               "refused", "approve"]
     refusals = [line for line in log.splitlines() if " refused " in line]
     assert "failed: evidence, approval" in refusals[0] and "cannot approve it" in refusals[1]
-    assert invoke("audit", "verify").startswith("audit log intact: 8 entries")
+    with_intents = invoke("audit", "log", "--prompt", "support.refund", "--intents")
+    assert [line.split()[3] for line in with_intents.splitlines()][:6] == ["intent", "register", "intent", "alias",
+                                                                          "intent", "register"]
+    assert invoke("audit", "verify").startswith("audit log intact: 12 entries")
 
 
 def test_audit_verify_fails_on_a_tampered_log(library):

@@ -260,7 +260,7 @@ def test_an_alias_moved_behind_promptyards_back_is_reported(team, registry):
         "every protected alias and every version is what the audit log recorded"
     mlflow.MlflowClient(registry.tracking_uri, registry.tracking_uri).set_prompt_alias("support", "production", 2)
     out = invoke("audit", "verify", user="carol", code=1)
-    assert "support@production points to v2, but the audit log put it on v1 (entry 3): it was moved outside " \
+    assert "support@production points to v2, but the audit log put it on v1 (entry 5): it was moved outside " \
            "promptyard" in out
 
 
