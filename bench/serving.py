@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
 import os
 import socket
 import subprocess
@@ -91,6 +92,7 @@ def main() -> None:
     import mlflow
 
     logging.getLogger("promptyard.serving").setLevel(logging.ERROR)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # SIGTERM runs the `finally` below: no server left
     home = Path(tempfile.mkdtemp(prefix="promptyard-bench-"))
     os.environ.update(PROMPTYARD_HOME=str(home), PROMPTYARD_MLFLOW_PORT=str(free_port()))  # all state in the temp dir
     get_settings.cache_clear()

@@ -7,7 +7,6 @@ import time
 import mlflow
 import pytest
 from mlflow import MlflowClient
-from helpers import governed
 
 from promptyard.errors import PromptNotFoundError, ServiceError
 from promptyard.serving import PromptClient
@@ -83,31 +82,11 @@ def test_no_thundering_herd(support, tmp_path):
     assert len(calls) == 2  # one background refresh after expiry
 
 
-def outage(client):
-    """The tracking server stops answering."""
-
-    def down():
-        raise ServiceError("MLflow does not answer")
-
-    client._probe = down
-    return client
-
-
 def test_probe_fails_fast_on_a_dead_server(tmp_path):
     started = time.monotonic()
     with pytest.raises(ServiceError, match="does not answer"):
         PromptClient(DOWN, snapshot_dir=tmp_path)._probe()
     assert time.monotonic() - started < 2
-
-
-def test_registry_down_at_cold_start_serves_the_snapshot(support, tmp_path, caplog):
-    PromptClient(snapshot_dir=tmp_path).get("support@production")  # writes last known good
-    offline = outage(PromptClient(snapshot_dir=tmp_path))  # the app restarts while MLflow is down
-    with caplog.at_level(logging.WARNING, logger="promptyard.serving"):
-        prompt = offline.get("support@production")
-    assert (prompt.version, prompt.source) == (1, "snapshot")
-    assert prompt.format(question="x") == "Be kind.\n\nQ: x"
-    assert "last-known-good snapshot" in caplog.text
 
 
 def test_registry_down_with_nothing_known(tmp_path, caplog):
@@ -119,16 +98,7 @@ def test_registry_down_with_nothing_known(tmp_path, caplog):
         PromptClient(DOWN, snapshot_dir=tmp_path).get("other@production")
 
 
-def test_registry_down_after_start_keeps_serving(support, tmp_path, caplog):
-    client = PromptClient(ttl_seconds=0.01, snapshot_dir=tmp_path)
-    assert client.get("support@production").version == 1
-    outage(client)
-    time.sleep(0.02)
-    with caplog.at_level(logging.WARNING, logger="promptyard.serving"):
-        for _ in range(50):
-            assert client.get("support@production").version == 1
-        client._pool.shutdown(wait=True)
-    assert "serving version 1 from cache" in caplog.text
+# a stopped or frozen real server, cold and warm: tests/serving/test_outage.py
 
 
 def test_unknown_prompt_is_an_error_not_an_outage(support, tmp_path):
