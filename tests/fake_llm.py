@@ -142,7 +142,16 @@ class FakeLLM:
             def log_message(self, *args):  # keep test output clean
                 pass
 
+            def _leave(self) -> None:
+                """The request stops counting as in flight when its answer is ready (as a server frees its slot
+                before the client has read the reply), once."""
+                if not getattr(self, "_left", True):
+                    self._left = True
+                    with fake._lock:
+                        fake.in_flight -= 1
+
             def _send(self, status: int, body: dict) -> None:
+                self._leave()
                 data = json.dumps(body).encode()
                 try:
                     self.send_response(status)
@@ -154,6 +163,8 @@ class FakeLLM:
                     pass
 
             def _fault(self, kind: str) -> None:
+                if kind != "timeout":  # a hung request stays in flight until it answers
+                    self._leave()
                 if kind == "429":
                     wait = fake.faults.retry_after_s if fake.faults else 0.1
                     data = json.dumps({"error": {"message": "rate limited", "type": "rate_limit"}}).encode()
@@ -184,6 +195,7 @@ class FakeLLM:
 
             def do_POST(self):
                 body = self.rfile.read(int(self.headers["Content-Length"]))
+                self._left = False
                 with fake._lock:
                     fake.in_flight += 1
                     fake.peak = max(fake.peak, fake.in_flight)
@@ -195,8 +207,7 @@ class FakeLLM:
                     else:
                         self._post(body)
                 finally:
-                    with fake._lock:
-                        fake.in_flight -= 1
+                    self._leave()
 
             def _post(self, body: bytes):
                 request = json.loads(body)

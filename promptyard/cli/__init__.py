@@ -12,7 +12,7 @@ import os
 import click
 
 from promptyard.cli import (ab, audit, datasets, evaluate, history, library, optimize, policy, promotion, prompts,
-                            release, stack)
+                            release, stack, team)
 from promptyard.cli.common import PromptyardGroup
 from promptyard.runtime import apply_offline_env, quiet_known_errors
 
@@ -39,7 +39,7 @@ def cli() -> None:
 
 for command in (stack.up, stack.down, stack.status, stack.deploy, stack.worker, datasets.datasets,
                 optimize.optimize, optimize.demo, optimize.optimizers, evaluate.eval_, prompts.prompts, ab.ab,
-                release.release, audit.audit, policy.policy):
+                release.release, audit.audit, policy.policy, team.migrate):
     cli.add_command(command)
 for command in (promotion.promote, promotion.approve, promotion.reject, promotion.rollback, promotion.contract,
                 history.history, library.search, library.diff, library.export, library.import_):

@@ -20,7 +20,9 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]  # where prefect.yaml and dat
 
 @click.command()
 @click.option("--only", type=click.Choice(["llm", "mlflow", "prefect"]), multiple=True, help="Start only these.")
-def up(only: tuple[str, ...]) -> None:
+@click.option("--team", is_flag=True, help="Team mode: MLflow and Prefect on PostgreSQL (PROMPTYARD_POSTGRES_URL or a "
+              "local server), MLflow with basic-auth and the alias guard; this state directory stays in team mode.")
+def up(only: tuple[str, ...], team: bool) -> None:
     """Start the bundled LLM, MLflow, Prefect and a Prefect worker for the deployments' work pool on
     loopback (idempotent); wait until they answer.
 
@@ -28,11 +30,16 @@ def up(only: tuple[str, ...]) -> None:
     Example:
       promptyard up            # all of them (PROMPTYARD_WORKERS=0: no worker)
       promptyard up --only mlflow
+      promptyard up --team     # PostgreSQL behind everything; see `promptyard migrate`
     """
-    from promptyard.runtime import stack, workers
+    from promptyard.runtime import stack, team as team_mode, workers
 
     settings = get_settings()
-    statuses = stack.up(settings, only or stack.SERVICE_NAMES, echo=click.echo)
+    if team or settings.team_mode:
+        settings = settings.model_copy(update={"team": True})
+        statuses = team_mode.up(settings, only or stack.SERVICE_NAMES, echo=click.echo)
+    else:
+        statuses = stack.up(settings, only or stack.SERVICE_NAMES, echo=click.echo)
     if "prefect" in (only or stack.SERVICE_NAMES) and settings.workers:
         workers.start(settings, settings.workers, echo=click.echo)
     if "prefect" in (only or stack.SERVICE_NAMES) and settings.lm_limit:
@@ -89,9 +96,11 @@ def down() -> None:
     Example:
       promptyard down
     """
-    from promptyard.runtime import stack, workers
+    from promptyard.runtime import stack, team, workers
 
-    stopped = workers.stop(get_settings(), echo=click.echo) + stack.down(get_settings(), echo=click.echo)
+    settings = get_settings()
+    stopped = workers.stop(settings, echo=click.echo) + \
+        (team.down(settings, echo=click.echo) if settings.team_mode else stack.down(settings, echo=click.echo))
     click.echo(f"stopped: {', '.join(stopped)}" if stopped else "nothing was running")
 
 
@@ -104,9 +113,11 @@ def status(as_json: bool) -> None:
     Example:
       promptyard status --json
     """
-    from promptyard.runtime import stack, workers
+    from promptyard.runtime import stack, team, workers
 
-    statuses = stack.status(get_settings()) + workers.status(get_settings()) + _limit_status(get_settings())
+    settings = get_settings()
+    statuses = (team.status(settings) if settings.team_mode else stack.status(settings)) + \
+        workers.status(settings) + _limit_status(settings)
     if as_json:
         emit([s.__dict__ for s in statuses], True)
     else:
@@ -120,7 +131,7 @@ def _print_status(statuses) -> None:
         state = "up" if s.healthy else "down"
         extra = f"  pid {s.pid}" if s.pid else ""
         note = f"  ({s.note})" if s.note else ""
-        click.echo(f"{s.name:<9} {state:<5} {s.url}{extra}{note}")
+        click.echo(f"{s.name:<9} {state:<5} {s.url}{extra}{note}")  # URLs here never carry a password
 
 
 @click.command()
@@ -142,7 +153,8 @@ def deploy(pool: str | None) -> None:
     if subprocess.run([*prefect, "work-pool", "inspect", pool], env=env, capture_output=True).returncode:
         subprocess.run([*prefect, "work-pool", "create", pool, "--type", "process"], env=env, capture_output=True,
                        check=True)
-    done = subprocess.run([*prefect, "deploy", "--all", "--pool", pool], env=env, cwd=PROJECT_ROOT, capture_output=True, text=True)
+    done = subprocess.run([*prefect, "deploy", "--all", "--pool", pool], env=env, cwd=PROJECT_ROOT,
+                          capture_output=True, text=True)
     if done.returncode:
         raise UserError(f"`prefect deploy --all` failed:\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
     click.echo(f"deployed prefect.yaml to {url} (pool {pool}); `promptyard status` shows the workers that run "

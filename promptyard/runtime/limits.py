@@ -144,10 +144,16 @@ class SlotPool:
 
     # -- the server ---------------------------------------------------------------------------
     def _take(self) -> tuple[str | None, float]:
-        try:
-            response = self._client.post(f"{self.api}/v2/concurrency_limits/increment-with-lease", json={
-                "names": [self.name], "slots": 1, "mode": "concurrency", "lease_duration": LEASE_S})
-        except httpx.HTTPError as exc:
+        for attempt in range(6):  # a reset or refused connection under load gets a few tries (≈6 s in all)
+            try:
+                response = self._client.post(f"{self.api}/v2/concurrency_limits/increment-with-lease", json={
+                    "names": [self.name], "slots": 1, "mode": "concurrency", "lease_duration": LEASE_S})
+                break
+            except httpx.TransportError as exc:
+                failure = exc
+                time.sleep(0.2 * 2 ** attempt * random.uniform(0.5, 1.0))
+        else:
+            exc = failure
             raise ServiceError(f"The Prefect API at {self.api} did not answer for a slot of the endpoint limit "
                                f"{self.name!r} ({type(exc).__name__}: {exc}). Start it with `promptyard up`, or "
                                "unset PROMPTYARD_LM_LIMIT to send requests without the global limit.") from None

@@ -66,7 +66,8 @@ class Settings(BaseSettings):
                              "requests are spread over them round-robin. Default: PROMPTYARD_LM_BASE_URL alone.")
     lm_limit: int | None = Field(None, ge=1, le=4096, description="Requests in flight at once per endpoint replica, "
                                  "across every process and machine: a Prefect global concurrency limit per replica, "
-                                 "created by `promptyard up`. Default: no global limit (lm_concurrency per scoring job).")
+                                 "created by `promptyard up`. Default: no global limit (lm_concurrency per scoring "
+                                 "job).")
     task_runner: str = Field("threads", pattern="^(threads|dask)$", description="Where the optimize flow's tasks "
                              "run: 'threads' in its process, or 'dask' (prefect-dask) on a Dask cluster.")
     dask_address: str | None = Field(None, pattern=r"^(tcp|tls|inproc|ucx)://\S+$", description="Scheduler of an "
@@ -77,6 +78,15 @@ class Settings(BaseSettings):
     llm_slot_context: int = Field(
         2048, ge=512, le=8192, description="Context tokens per slot of the bundled LLM server."
     )
+    team: bool = Field(False, description="Team mode: MLflow and Prefect on PostgreSQL, the audit log and A/B events "
+                       "there too, MLflow with basic-auth and the alias guard (`promptyard up --team` turns it on for "
+                       "the state directory).")
+    postgres_url: str | None = Field(None, pattern=r"^postgresql(\+\w+)?://", description="A PostgreSQL server for "
+                                     "team mode (its user may create databases); the database part is ignored. "
+                                     "Default: a local server promptyard runs.")
+    postgres_port: int = Field(5544, ge=1, le=65535, description="Port of the local PostgreSQL of team mode.")
+    postgres_os_user: str | None = Field(None, description="Unprivileged account the local PostgreSQL runs as when "
+                                         "promptyard runs as root (default: the system's 'postgres' account).")
     mlflow_port: int = Field(5500, ge=1, le=65535, description="Port of the local MLflow server.")
     mlflow_auth: bool = Field(
         False, description="Start the local MLflow server with authentication and promptyard's alias guard "
@@ -159,11 +169,32 @@ class Settings(BaseSettings):
 
     @property
     def audit_store_url(self) -> str:
+        if self.audit_url is None and self.team_mode:
+            return self.team_db_url("promptyard")
         return self.audit_url or f"sqlite:///{self.home_dir / 'audit.db'}"
 
     @property
     def events_url(self) -> str:
+        if self.ab_store_url is None and self.team_mode:
+            return self.team_db_url("promptyard")
         return self.ab_store_url or f"sqlite:///{self.home_dir / 'ab_events.db'}"
+
+    @property
+    def team_mode(self) -> bool:
+        """Team mode by setting, or because `promptyard up --team` marked the state directory."""
+        return self.team or (self.home_dir / "team" / "team.json").is_file()
+
+    def team_db_url(self, database: str, driver: str = "psycopg") -> str:
+        """SQLAlchemy URL of one of the team's PostgreSQL databases (password included: never log it)."""
+        from sqlalchemy.engine import URL, make_url
+
+        if self.postgres_url:
+            url = make_url(self.postgres_url).set(drivername=f"postgresql+{driver}", database=database)
+        else:
+            secret = self.home_dir / "team" / "pg-password"
+            password = secret.read_text().strip() if secret.is_file() else None
+            url = URL.create(f"postgresql+{driver}", "promptyard", password, "127.0.0.1", self.postgres_port, database)
+        return url.render_as_string(hide_password=False)
 
     @property
     def prefect_url(self) -> str:

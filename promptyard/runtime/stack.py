@@ -80,10 +80,11 @@ def _services(s: Settings) -> dict[str, Service]:
         "mlflow": Service(
             "mlflow", s.mlflow_port, f"http://127.0.0.1:{s.mlflow_port}", f"http://127.0.0.1:{s.mlflow_port}/health",
             120,
-            lambda s: [str(bin_dir / "mlflow"), "server", "--backend-store-uri", f"sqlite:///{home / 'mlflow' / 'mlflow.db'}",
-                       "--artifacts-destination", str(home / "mlflow" / "artifacts"), "--host", "127.0.0.1",
-                       "--port", str(s.mlflow_port), "--workers", "1",
-                       *(["--app-name", "promptyard-auth"] if s.mlflow_auth else [])],
+            lambda s: [str(bin_dir / "mlflow"), "server",  # team mode: the PostgreSQL URL comes by environment
+                       *([] if s.team_mode else ["--backend-store-uri", f"sqlite:///{home / 'mlflow' / 'mlflow.db'}"]),
+                       "--artifacts-destination", str(home / ("team" if s.team_mode else "mlflow") / "artifacts"),
+                       "--host", "127.0.0.1", "--port", str(s.mlflow_port), "--workers", "1",
+                       *(["--app-name", "promptyard-auth"] if s.mlflow_auth or s.team_mode else [])],
         ),
         "prefect": Service(
             "prefect", s.prefect_port, f"http://127.0.0.1:{s.prefect_port}",
@@ -150,6 +151,10 @@ def _child_env(s: Settings) -> dict[str, str]:
     env = dict(os.environ)
     env["PREFECT_HOME"] = str(s.home_dir / "prefect")
     env.pop("PREFECT_API_URL", None)  # the server itself must not talk to another API
+    if s.team_mode:  # MLflow and Prefect on PostgreSQL, MLflow with basic-auth and the guard
+        from promptyard.runtime.postgres import service_env
+
+        env.update(service_env(s))
     return env
 
 

@@ -42,6 +42,9 @@ def worker_names(s: Settings) -> list[str]:
 def _worker_env(s: Settings) -> dict[str, str]:
     env = stack._child_env(s)
     env["PREFECT_API_URL"] = s.prefect_url  # the worker polls this server; its flow runs report to it
+    for server_only in ("MLFLOW_BACKEND_STORE_URI", "MLFLOW_AUTH_CONFIG_PATH", "MLFLOW_AUTH_ADMIN_PASSWORD",
+                        "MLFLOW_FLASK_SERVER_SECRET_KEY", "PREFECT_API_DATABASE_CONNECTION_URL"):
+        env.pop(server_only, None)  # flow runs are clients: they sign in as MLFLOW_TRACKING_USERNAME
     return env
 
 
@@ -124,8 +127,9 @@ def _wait_online(s: Settings, started: dict[str, subprocess.Popen], timeout: flo
                 raise ServiceError(f"The Prefect worker {name} exited with code {process.returncode} while starting. "
                                    f"Last log lines ({log}):\n{stack._tail(log)}")
         if waiting and time.monotonic() > deadline:
+            log = stack._log_file(s, next(iter(waiting)))
             raise ServiceError(f"The Prefect workers {', '.join(waiting)} did not come online at {s.prefect_url} "
-                               f"within {timeout:.0f} s; they were stopped. See {stack._log_file(s, next(iter(waiting)))}.")
+                               f"within {timeout:.0f} s; they were stopped. See {log}.")
         if waiting:
             time.sleep(0.5)
 

@@ -1,0 +1,168 @@
+"""Team mode for real: PostgreSQL from the system's binaries (as an unprivileged account), MLflow with
+basic-auth and the guard and Prefect on it; a local SQLite state migrated in losing nothing; an
+optimization end to end on the team stack; a second process reads the prompt by alias."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import mlflow
+import pytest
+from click.testing import CliRunner
+from helpers import SEED_TEMPLATE, free_port, governed, write_dataset, tiny_rows
+
+from promptyard.errors import UserError
+from promptyard.runtime import Settings, Tracker, get_settings, postgres, team
+
+pytestmark = pytest.mark.postgres
+if postgres.binaries() is None or not postgres.binaries()[1].startswith("system"):
+    pytest.skip("PostgreSQL is not installed", allow_module_level=True)
+
+TIMINGS: dict[str, float] = {}
+
+
+def _env(settings: Settings) -> dict[str, str]:
+    return {"PROMPTYARD_HOME": str(settings.home_dir), "PROMPTYARD_MLFLOW_PORT": str(settings.mlflow_port),
+            "PROMPTYARD_PREFECT_PORT": str(settings.prefect_port),
+            "PROMPTYARD_POSTGRES_PORT": str(settings.postgres_port),
+            "MLFLOW_TRACKING_URI": settings.tracking_uri, "MLFLOW_TRACKING_USERNAME": "admin",
+            "MLFLOW_TRACKING_PASSWORD": postgres.admin_password(settings)}
+
+
+@pytest.fixture(scope="module")
+def local_state():
+    """A state directory with a local (SQLite) history: a governed prompt with an alias and a tag, an audit
+    log, and a run with params and metrics. Open to the account PostgreSQL runs as."""
+    root = Path(tempfile.mkdtemp(prefix="promptyard-team-"))
+    root.chmod(0o755)
+    home = root / "home"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("PROMPTYARD_HOME", str(home))
+        mp.setenv("PROMPTYARD_MLFLOW_TRACKING_URI", f"sqlite:///{home / 'mlflow' / 'mlflow.db'}")
+        mp.delenv("PROMPTYARD_EXPERIMENT", raising=False)
+        get_settings.cache_clear()
+        (home / "mlflow").mkdir(parents=True)
+        from promptyard.registry import Registry
+
+        registry = Registry(get_settings().tracking_uri)
+        gov = governed(registry)
+        gov.register("sentiment", SEED_TEMPLATE, commit_message="seed", tags={"team": "search"})
+        gov.register("sentiment", SEED_TEMPLATE + "\nBe brief.", commit_message="second")
+        gov.set_alias("sentiment", "production", 1)
+        tracker = Tracker(get_settings().tracking_uri, "history")
+        run_id = tracker.start_run("an old evaluation")
+        tracker.log(run_id, params={"dataset": "tiny"}, metrics={"accuracy": 0.75})
+        tracker.finish(run_id)
+        get_settings.cache_clear()
+    yield home, run_id
+
+
+@pytest.fixture(scope="module")
+def team_stack(local_state):
+    home, _ = local_state
+    settings = Settings(home=home, team=True, mlflow_port=free_port(), prefect_port=free_port(),
+                        postgres_port=free_port())
+    started = time.perf_counter()
+    statuses = team.up(settings, ("mlflow", "prefect"), echo=lambda _: None)
+    TIMINGS["up"] = time.perf_counter() - started
+    try:
+        yield team.mark(settings), statuses
+    finally:
+        team.down(settings)
+        print(f"\nteam stack (PostgreSQL, MLflow, Prefect) up in {TIMINGS['up']:.1f} s")
+
+
+def _use(monkeypatch, settings: Settings) -> None:
+    for key, value in _env(settings).items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("PROMPTYARD_MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("PROMPTYARD_EXPERIMENT", raising=False)
+    get_settings.cache_clear()
+
+
+def test_status_shows_each_service_and_its_database(team_stack):
+    settings, statuses = team_stack
+    by_name = {s.name: s for s in statuses}
+    assert all(s.healthy for s in statuses if s.name != "llm"), statuses  # the LLM was not asked for
+    assert "database mlflow" in by_name["mlflow"].note and "database prefect" in by_name["prefect"].note
+    assert by_name["postgres"].note.startswith("system PostgreSQL")
+    assert by_name["postgres"].url == f"postgresql+psycopg://promptyard:***@127.0.0.1:{settings.postgres_port}/postgres"
+    server = subprocess.run(["ps", "-o", "user=", "-C", "postgres"], capture_output=True, text=True).stdout.split()
+    assert server and "root" not in server  # PostgreSQL never runs as root
+
+
+def test_migrate_moves_everything(team_stack, local_state, monkeypatch):
+    settings, _ = team_stack
+    _, run_id = local_state
+    _use(monkeypatch, settings)
+    from promptyard.cli import cli
+
+    result = CliRunner().invoke(cli, ["migrate"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert "audit chain verified (" in result.output
+
+    mlflow.set_tracking_uri(settings.tracking_uri)
+    client = mlflow.MlflowClient(settings.tracking_uri)
+    prompt = mlflow.genai.load_prompt("prompts:/sentiment@production")
+    assert (prompt.version, prompt.template) == (1, SEED_TEMPLATE)
+    assert client.get_prompt_version("sentiment", 1).tags["team"] == "search"
+    assert mlflow.genai.load_prompt("prompts:/sentiment/2").template.endswith("Be brief.")
+    run = client.get_run(run_id)
+    assert run.data.params == {"dataset": "tiny"} and run.data.metrics == {"accuracy": 0.75}
+    from promptyard.governance.audit import AuditLog
+
+    actions = [e.action for e in AuditLog(settings.audit_store_url).entries()]
+    assert actions.count("register") == 2 and "alias" in actions
+    assert settings.audit_store_url.startswith("postgresql+psycopg://")
+    again = CliRunner().invoke(cli, ["migrate"])
+    assert again.exit_code == 1 and "never merges two histories" in again.output
+
+
+def test_an_optimization_runs_on_the_team_stack(team_stack, fake_llm, monkeypatch, tmp_path):
+    settings, _ = team_stack
+    _use(monkeypatch, settings)
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from flows.optimize import optimize_prompt
+    from promptyard.registry import Registry
+
+    registry = Registry(settings.tracking_uri)
+    mlflow.set_tracking_uri(settings.tracking_uri)
+    if "optimized" not in [p.name for p in mlflow.genai.search_prompts()]:
+        governed(registry, user="admin").register("optimized", SEED_TEMPLATE, commit_message="seed")
+        governed(registry, user="admin").set_alias("optimized", "production", 1)
+    dataset = write_dataset(tmp_path / "tiny", tiny_rows())
+    with temporary_settings(updates={PREFECT_API_URL: settings.prefect_url}):
+        result = optimize_prompt(prompt="optimized@production", dataset=str(dataset),
+                                 optimizer={"name": "copro", "breadth": 2, "depth": 1, "train_size": 8,
+                                            "max_candidates": 2})
+    assert result.registered_version == 2, result.decision
+    assert result.flow_run_id and result.parent_run_id
+
+    reader = """
+import mlflow
+for ref in ("prompts:/optimized@candidate", "prompts:/optimized@production"):
+    p = mlflow.genai.load_prompt(ref)
+    print(p.version, "carefully" in p.template)
+"""
+    env = {**os.environ, "MLFLOW_TRACKING_URI": settings.tracking_uri}
+    done = subprocess.run([sys.executable, "-c", reader], capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split("\n")[:2] == ["2 True", "1 False"]
+    nobody = subprocess.run([sys.executable, "-c", reader], capture_output=True, text=True, timeout=120,
+                            env={**env, "MLFLOW_TRACKING_PASSWORD": "wrong"})
+    assert nobody.returncode != 0  # basic-auth is on
+
+
+def test_root_without_an_unprivileged_account_is_refused_before_anything_starts(tmp_path):
+    if os.geteuid() != 0:
+        pytest.skip("only root needs an account to run PostgreSQL as")
+    settings = Settings(home=tmp_path / "home", team=True, postgres_os_user="no-such-account")
+    with pytest.raises(UserError, match="PostgreSQL refuses to run as root.*PROMPTYARD_POSTGRES_OS_USER"):
+        team.up(settings, ("mlflow", "prefect"), echo=lambda _: None)
+    assert not (settings.home_dir / "team").exists()
