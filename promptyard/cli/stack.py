@@ -136,26 +136,38 @@ def _print_status(statuses) -> None:
 
 @click.command()
 @click.option("--pool", default=None, help="Process work pool to create if missing [default: PROMPTYARD_WORK_POOL].")
-def deploy(pool: str | None) -> None:
-    """Register the deployments of prefect.yaml (nightly optimizations) with the Prefect server; the workers
-    `promptyard up` started run them.
+@click.option("--prompts", "prompts_file", type=click.Path(path_type=Path), default=None,
+              help="A YAML file listing prompts to optimize on a schedule (see promptyard.cli.schedules); one "
+              "deployment each, instead of prefect.yaml's.")
+def deploy(pool: str | None, prompts_file: Path | None) -> None:
+    """Register the deployments of prefect.yaml (nightly optimizations) with the Prefect server, or one
+    nightly optimization per prompt listed in a file; the workers `promptyard up` started run them.
 
     \b
     Example:
       promptyard up && promptyard deploy
+      promptyard deploy --prompts nightly.yaml    # prompts: [{prompt: intent@production, dataset: ...}]
     """
     pool = pool or get_settings().work_pool
+    deploy_file = PROJECT_ROOT / "prefect.yaml"
+    if prompts_file is not None:
+        from promptyard.cli.schedules import deployments_file
+
+        deploy_file = get_settings().home_dir / "deployments.yaml"
+        deploy_file.parent.mkdir(parents=True, exist_ok=True)
+        names = deployments_file(prompts_file, PROJECT_ROOT, pool, deploy_file)  # checked before any service
     url = use_prefect_server()
-    if not (PROJECT_ROOT / "prefect.yaml").is_file():
+    if not deploy_file.is_file():
         raise UserError(f"No prefect.yaml in {PROJECT_ROOT}: deploy from a checkout of the promptyard repository.")
     prefect = [str(Path(sys.executable).parent / "prefect"), "--no-prompt"]
     env = {**os.environ, "PREFECT_API_URL": url, "PWD": str(PROJECT_ROOT)}
     if subprocess.run([*prefect, "work-pool", "inspect", pool], env=env, capture_output=True).returncode:
         subprocess.run([*prefect, "work-pool", "create", pool, "--type", "process"], env=env, capture_output=True,
                        check=True)
-    done = subprocess.run([*prefect, "deploy", "--all", "--pool", pool], env=env, cwd=PROJECT_ROOT,
-                          capture_output=True, text=True)
+    done = subprocess.run([*prefect, "deploy", "--all", "--pool", pool, "--prefect-file", str(deploy_file)], env=env,
+                          cwd=PROJECT_ROOT, capture_output=True, text=True)
     if done.returncode:
         raise UserError(f"`prefect deploy --all` failed:\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
-    click.echo(f"deployed prefect.yaml to {url} (pool {pool}); `promptyard status` shows the workers that run "
+    what = f"{len(names)} deployments ({', '.join(names)})" if prompts_file is not None else "prefect.yaml"
+    click.echo(f"deployed {what} to {url} (pool {pool}); `promptyard status` shows the workers that run "
                "them (`promptyard worker --count N` for more)")

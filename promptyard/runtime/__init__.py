@@ -3,7 +3,9 @@
 Owns settings (one `PROMPTYARD_` prefix, one state directory, the offline environment), the LLM
 endpoint and `dspy.LM` construction, run budgets, the MLflow run tracker (the one door to MLflow's
 runs), progress bars, SQL engines for promptyard's own tables, and the local stack of services
-(`stack`, `llm_server`). May import: `promptyard.errors` only.
+(`stack`, `llm_server`), its Prefect workers (`workers`), the endpoint's global concurrency limit
+(`limits`), and team mode on PostgreSQL (`postgres`, `team`, `migrate`). May import:
+`promptyard.errors` only.
 """
 
 from promptyard.runtime.budget import Budget, BudgetUsage

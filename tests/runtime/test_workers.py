@@ -92,3 +92,46 @@ def test_workers_run_a_deployment_and_stop_cleanly(prefect_server, monkeypatch, 
     for pid in pids:
         assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
     assert not list((prefect_server.home_dir / "run").glob("worker-*.pid"))
+
+
+PROMPTS = """
+schedule: {cron: "0 3 * * *", timezone: UTC}
+prompts:
+  - prompt: intent@production
+    dataset: intent_recognition
+    optimizer: {name: copro, max_candidates: 4}
+  - prompt: support/3
+    dataset: rotten_tomatoes
+    cron: "30 2 * * *"
+"""
+
+
+def test_deploy_a_nightly_optimization_per_listed_prompt(prefect_server, monkeypatch, tmp_path):
+    _use(monkeypatch, prefect_server)
+    (tmp_path / "nightly.yaml").write_text(PROMPTS)
+    code, out = _run("deploy", "--prompts", str(tmp_path / "nightly.yaml"))
+    assert code == 0, out
+    assert "2 deployments (optimize-intent-production, optimize-support-3)" in out
+    api = prefect_server.prefect_url
+    first = httpx.get(f"{api}/deployments/name/optimize-prompt/optimize-intent-production", timeout=10).json()
+    second = httpx.get(f"{api}/deployments/name/optimize-prompt/optimize-support-3", timeout=10).json()
+    assert first["parameters"] == {"prompt": "intent@production", "dataset": "intent_recognition",
+                                   "optimizer": {"name": "copro", "max_candidates": 4}}
+    assert first["work_pool_name"] == "promptyard-local"
+    assert [s["schedule"]["cron"] for s in first["schedules"]] == ["0 3 * * *"]
+    assert [s["schedule"]["cron"] for s in second["schedules"]] == ["30 2 * * *"]
+
+
+def test_a_bad_prompts_file_is_refused_before_any_service(monkeypatch, tmp_path):
+    monkeypatch.setenv("PROMPTYARD_PREFECT_PORT", "9")  # nothing answers there: it must not be reached
+    get_settings.cache_clear()
+    bad = tmp_path / "bad.yaml"
+    for text, message in [
+        ("prompts: [{prompt: intent@production}]", "entry 1 needs `prompt` (NAME@ALIAS or NAME/VERSION) and `dataset`"),
+        ("prompts: [{prompt: a@b, dataset: d, cron: 'every night'}]", "cron 'every night' is not a cron expression"),
+        ("prompts: [{prompt: a@b, dataset: d, scheduel: x}]", "unknown key(s) scheduel"),
+        ("prompts: []", "needs a non-empty list under `prompts:`"),
+    ]:
+        bad.write_text(text)
+        result = CliRunner().invoke(cli, ["deploy", "--prompts", str(bad)])
+        assert result.exit_code == 1 and message in result.output, (text, result.output)
