@@ -99,3 +99,18 @@ def test_a_credential_in_a_chat_message_is_refused(registry):
     with pytest.raises(TemplateError, match="looks like a credential"):
         governed(registry).register("review", [{"role": "system", "content": "key sk-abcdefghijklmnopqrstuvwx"},
                                                CHAT[1]])
+
+
+def test_an_ab_split_of_chat_prompts_serves_messages(registry, tmp_path):
+    from promptyard.serving import Experiments, PromptClient
+
+    governed(registry).register("review", CHAT)
+    governed(registry).register("review", [{"role": "system", "content": "Answer positive or negative."}, CHAT[1]])
+    governed(registry).set_alias("review", "production", 1)
+    Experiments(registry).start("review@production", {1: 0.5, 2: 0.5})
+    app = PromptClient(snapshot_dir=tmp_path / "snap", events_url=f"sqlite:///{tmp_path / 'events.db'}")
+    served = [app.assign("review@production", f"user-{i}") for i in range(40)]
+    systems = {a.prompt.format(text="fine")[0]["content"] for a in served}
+    assert systems == {CHAT[0]["content"], "Answer positive or negative."}
+    assert all(a.prompt.format(text="fine")[1] == {"role": "user", "content": "Review: fine"} for a in served)
+    assert app.record_outcome(served[0], 1) is True
