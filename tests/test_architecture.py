@@ -198,3 +198,12 @@ def test_registry_writes_only_through_governance():
     callers = sorted(m for m, path in MODULES.items() if package_of(m) != "governance" and m != "promptyard.registry.store"
                      and any(w in path.read_text() for w in writes))
     assert callers == []
+
+
+def test_test_modules_have_unique_names():
+    """tests/ has no __init__.py files, so pytest imports test modules by base name: two with one
+    name in different folders stop the whole collection."""
+    from collections import Counter
+
+    names = Counter(path.name for path in (ROOT / "tests").rglob("test_*.py"))
+    assert [name for name, count in names.items() if count > 1] == []
