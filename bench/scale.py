@@ -1,0 +1,162 @@
+"""Scale-out of scoring: workers (threads, or processes of a local Dask cluster) and endpoint replicas,
+every request holding a slot of the endpoint's Prefect global concurrency limit.
+
+Each replica is a mock OpenAI-compatible server (`tests/fake_llm.py`) that takes `--latency` seconds per
+request, refuses (429) anything beyond `--cap` requests in flight and counts its own peak. Requests are retried
+as in an optimization (a refusal would show as a retried 429 in "refused"). A local
+Prefect server holds one global limit of `--cap` slots per replica. Each worker scores its share of
+the candidates with `--concurrency` requests at a time. Printed: throughput against the limit
+(replicas x cap / latency), speed-up over one worker, and the peak in flight each replica saw.
+
+    .venv/bin/python bench/scale.py [--latency 0.1] [--cap 4] [--examples 200] [--candidates 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT)]
+sys.path.append(str(ROOT / "tests"))  # the fake endpoint is a test double
+_home = Path(tempfile.mkdtemp(prefix="promptyard-bench-"))
+os.environ.update(PROMPTYARD_HOME=str(_home), PROMPTYARD_LM_CACHE="false", PREFECT_LOGGING_LEVEL="WARNING")
+
+from fake_llm import FakeLLM  # noqa: E402
+from helpers import tiny_rows  # noqa: E402
+from promptyard.runtime import Settings, apply_offline_env, stack  # noqa: E402
+
+apply_offline_env()
+
+TEMPLATE = "Classify the sentiment of the review as positive or negative (variant {i}).\n\nReview: {{{{text}}}}"
+
+
+def score_candidate(template: str, rows: list[dict], replicas: tuple[str, ...], api: str | None,
+                    concurrency: int) -> int:
+    """One candidate on the rows; plain data in and out, so it runs in a Dask worker too."""
+    from promptyard.evaluation import get_metric, score_template
+    from promptyard.runtime import Endpoint, apply_offline_env, make_lm
+
+    apply_offline_env()
+    lm = make_lm(Endpoint(base_url=replicas[0], model="fake", replicas=replicas, limit_api=api), cache=False)
+    result = score_template(template, rows, lm=lm, metric=get_metric("exact_label", ["positive", "negative"]),
+                            input_fields=["text"], label_field="label", concurrency=concurrency)
+    if result.errors:
+        print("  an error:", next(e.error for e in result.examples if e.error)[:200], flush=True)
+    return result.errors
+
+
+def run_threads(workers: int, jobs: list[tuple]) -> int:
+    with ThreadPoolExecutor(workers) as pool:
+        return sum(pool.map(lambda job: score_candidate(*job), jobs))
+
+
+def run_dask(client, jobs: list[tuple]) -> int:
+    futures = [client.submit(score_candidate, *job, pure=False) for job in jobs]
+    return sum(client.gather(futures))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--latency", type=float, default=0.1, help="seconds per request at the mock")
+    parser.add_argument("--cap", type=int, default=4, help="requests in flight each replica serves (C)")
+    parser.add_argument("--concurrency", type=int, default=4, help="requests in flight per worker")
+    parser.add_argument("--examples", type=int, default=200)
+    parser.add_argument("--candidates", type=int, default=10)
+    parser.add_argument("--workers", default="1,2,4")
+    parser.add_argument("--replicas", default="1,2,4")
+    parser.add_argument("--modes", default="threads,dask")
+    args = parser.parse_args()
+    worker_counts = [int(w) for w in args.workers.split(",")]
+    replica_counts = [int(r) for r in args.replicas.split(",")]
+    rows = tiny_rows(args.examples)
+    templates = [TEMPLATE.format(i=i) for i in range(args.candidates)]
+    settings = Settings(home=_home, prefect_port=_free_port())
+    from promptyard.runtime.limits import ensure_limits
+
+    with ExitStack() as stack_:
+        fakes = [stack_.enter_context(FakeLLM(latency_s=args.latency, cap=args.cap))
+                 for _ in range(max(replica_counts))]
+        started = time.perf_counter()
+        stack_.enter_context(stack.running(settings, ("prefect",), echo=lambda _: None))
+        print(f"Prefect server up in {time.perf_counter() - started:.1f} s")
+        api = settings.prefect_url
+        ensure_limits(api, [f.base_url for f in fakes], args.cap)
+        print(f"\n{args.candidates} candidates x {args.examples} examples; mock: latency {args.latency * 1000:.0f} ms, "
+              f"cap C={args.cap} per replica; {args.concurrency} requests in flight per worker; global limit "
+              f"{args.cap} per replica\n")
+        print(f"{'mode':<8}{'workers':>8}{'replicas':>9}{'req/s':>9}{'limit':>8}{'of limit':>9}{'speed-up':>9}"
+              f"  peak per replica (<= C)   refused  errors")
+        for mode in args.modes.split(","):
+            client = None
+            for workers in worker_counts:
+                if mode == "dask":
+                    if client is not None:
+                        client.close()
+                        cluster.close()
+                    import distributed
+
+                    cluster = distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                                       host="127.0.0.1", dashboard_address="127.0.0.1:0")
+                    client = distributed.Client(cluster)
+                    client.submit(score_candidate, templates[0], rows[:4], (fakes[0].base_url,), api, 1,
+                                  pure=False).result()  # warm the workers (imports)
+                for replicas in replica_counts:
+                    urls = tuple(f.base_url for f in fakes[:replicas])
+                    for fake in fakes:
+                        fake.peak, fake.over_cap = 0, 0
+                    jobs = [(t, rows, urls, api, args.concurrency) for t in templates]
+                    clock = time.perf_counter()
+                    errors = run_threads(workers, jobs) if mode == "threads" else run_dask(client, jobs)
+                    rate = len(templates) * len(rows) / (time.perf_counter() - clock)
+                    limit = replicas * args.cap / args.latency
+                    speed = _speed_up(mode, workers, replicas, rate)
+                    peaks = " ".join(str(f.peak) for f in fakes[:replicas])
+                    refused = sum(f.over_cap for f in fakes[:replicas])
+                    print(f"{mode:<8}{workers:>8}{replicas:>9}{rate:>9.1f}{limit:>8.0f}{rate / limit:>9.0%}"
+                          f"{speed:>9}  {peaks:<25}{refused:>8}{errors:>8}", flush=True)
+            if client is not None:
+                client.close()
+                cluster.close()
+        _control(fakes[0], rows, templates, args)
+
+
+_RATES: dict[tuple[str, int], float] = {}
+
+
+def _speed_up(mode: str, workers: int, replicas: int, rate: float) -> str:
+    """This rate over the same mode's one-worker rate on the same replicas."""
+    if workers == 1:
+        _RATES[(mode, replicas)] = rate
+    one = _RATES.get((mode, replicas))
+    return f"{rate / one:.2f}x" if one else "-"
+
+
+def _control(fake, rows, templates, args) -> None:
+    """Without the global limit, four workers oversubscribe one replica: the mock refuses (429s, retried)."""
+    fake.peak, fake.over_cap = 0, 0
+    jobs = [(t, rows[:50], (fake.base_url,), None, args.concurrency) for t in templates[:4]]
+    try:
+        run_threads(4, jobs)
+    except Exception as exc:  # scoring stops after a streak of refusals: that is the point
+        print(f"\ncontrol stopped: {type(exc).__name__}")
+    print(f"\ncontrol, no global limit, 4 workers on 1 replica: peak {fake.peak} in flight (cap {args.cap}), "
+          f"{fake.over_cap} requests refused by the mock")
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+if __name__ == "__main__":
+    main()
