@@ -105,8 +105,7 @@ def main() -> None:
                     cluster = distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
                                                        host="127.0.0.1", dashboard_address="127.0.0.1:0")
                     client = distributed.Client(cluster)
-                    client.submit(score_candidate, templates[0], rows[:4], (fakes[0].base_url,), api, 1,
-                                  pure=False).result()  # warm the workers (imports)
+                    client.run(score_candidate, templates[0], rows[:4], (fakes[0].base_url,), api, 1)  # warm each
                 for replicas in replica_counts:
                     urls = tuple(f.base_url for f in fakes[:replicas])
                     for fake in fakes:
