@@ -31,3 +31,5 @@ def quiet_known_errors() -> None:
         if not any(isinstance(f, _NoTracebackForKnownErrors) for f in logger.filters):
             logger.addFilter(_NoTracebackForKnownErrors())
     logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)
+    # Prefect's event queue says "still processing items" at exit, after the command's own last word
+    logging.getLogger("EventsWorker").setLevel(logging.ERROR)

@@ -43,6 +43,7 @@ deployments:
 def _use(monkeypatch, settings) -> None:
     monkeypatch.setenv("PROMPTYARD_HOME", str(settings.home_dir))
     monkeypatch.setenv("PROMPTYARD_PREFECT_PORT", str(settings.prefect_port))
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)  # an earlier command in this process set it
     get_settings.cache_clear()
 
 
