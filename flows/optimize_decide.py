@@ -190,7 +190,9 @@ def test_and_register(run: RunContext, best, best_validation, best_run_id) -> di
                             candidate_run_id=best_run_id, comparison=comparison)
         version, created = register_version(seed, best, tags, commit_message(run.optimizer, data.card.name,
                                                                                 comparison))
-        record_evidence(run.run_id, evidence(seed.name, seed.version, version, data, comparison))
+        settings = get_settings()
+        record_evidence(run.run_id, evidence(seed.name, seed.version, version, data, comparison,
+                                             lm_model=settings.lm_model, lm_base_url=settings.lm_url))
         outcome |= {"version": version, "decision": registered_reason(seed.name, version, created, decision)}
     outcome["report"] = {
         "title": f"Optimization of {seed.name} version {seed.version} on {data.card.name}",

@@ -75,6 +75,7 @@ class Governance:
     user: str
     audit: AuditLog
     now: Callable[[], float] = field(default=time.time, repr=False)
+    guarded: bool = False  # deciding inside the guarded MLflow server: evidence must carry the server's stamp
 
     @classmethod
     def from_settings(cls, registry: Registry | None = None, *, user: str | None = None, settings=None) -> Governance:
@@ -95,7 +96,8 @@ class Governance:
     @cached_property
     def promotion(self) -> PromotionChecks:
         """The promotion checks under this policy (runs are read through the tracker)."""
-        return PromotionChecks(self.registry, self.policy, Tracker(self.registry.tracking_uri), self.audit, self.now)
+        return PromotionChecks(self.registry, self.policy, Tracker(self.registry.tracking_uri), self.audit, self.now,
+                               attested=self.guarded)
 
     def record_policy_change(self) -> None:
         """A policy file edited in place (e.g. merged in git) is audited the first time it is used."""
@@ -170,7 +172,8 @@ class Governance:
 
     @_audits_refusals("move an alias")
     def set_alias(self, name: str, alias: str, version: int, *, reason: str | None = None) -> None:
-        """Move a non-protected alias, or create a protected alias that does not exist yet."""
+        """Move a non-protected alias, or create a protected alias that never existed (one that was removed
+        comes back only by `promote` or `rollback`)."""
         self.require("editor", name, f"move alias {alias!r}")
         self._refuse_service(name, alias, "set")
         with self.journal.locked(name):  # the check and the move are one step for every process
@@ -178,9 +181,11 @@ class Governance:
             if current == int(version):
                 return
             if self.policy.is_protected(alias):
-                if current is not None:
+                standing = self.promotion.standing(name, alias)
+                if standing is not None:
+                    now = f"now v{current}" if current is not None else f"last on v{standing}, then removed"
                     raise PermissionDeniedError(
-                        f"{name}@{alias} is protected (now v{current}): move it with `promptyard prompts promote "
+                        f"{name}@{alias} is protected ({now}): move it with `promptyard prompts promote "
                         f"{name} {version} --to {alias}` (checks evidence, approval and contract), or roll back with "
                         f"`promptyard prompts rollback {name} --to VERSION --alias {alias}`.")
                 self.promotion.require([self.promotion.contract_check(name, int(version))], name, int(version),
@@ -221,9 +226,11 @@ class Governance:
         version = int(version)
         current = self.registry.alias_version(name, alias)
         self._refuse_service(name, alias, "move")
-        if not self.policy.is_protected(alias) or current is None or current == version:
+        protected = self.policy.is_protected(alias)
+        first = protected and current is None and self.promotion.standing(name, alias) is None  # never held before
+        if not protected or first or current == version:
             self.require("editor", name, f"move alias {alias!r}")
-            if self.policy.is_protected(alias) and current is None:
+            if first:
                 self.promotion.require([self.promotion.contract_check(name, version)], name, version, alias)
             return "alias"
         role = self.policy.role_of(self.user, name)
@@ -272,12 +279,13 @@ class Governance:
                 "four eyes cannot be checked: register the version through promptyard, then approve it.")
         note = json.dumps({"alias": alias, "at": self.now(), "reason": reason or ""})
         mine, other = (REJECTION, APPROVAL) if reject else (APPROVAL, REJECTION)
-        # the audit entry is what counts; the tag shows it in MLflow (a crash between leaves it counted)
-        self.audit.append(self.user, "reject" if reject else "approve", prompt=name, version=int(version),
-                          alias=alias, reason=reason, after={"template_sha256": template_digest(found.template)})
+        # an approval counts only with both: the tag (which a guarded server lets only this user write) and
+        # the audit entry. The tag goes first: a refused or crashed tag write leaves no entry that could count.
         self.registry._set_version_tags(name, int(version), {mine + self.user: note})
         if other + self.user in (found.tags or {}):
             self.registry._delete_version_tag(name, int(version), other + self.user)
+        self.audit.append(self.user, "reject" if reject else "approve", prompt=name, version=int(version),
+                          alias=alias, reason=reason, after={"template_sha256": template_digest(found.template)})
 
     @_audits_refusals("change the contract")
     def set_contract(self, name: str, contract: Contract, *, reason: str | None = None) -> None:

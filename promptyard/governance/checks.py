@@ -3,9 +3,11 @@
 1. evidence: a run comparing the new version with the alias' current one, paired on a test split
    (optimization or offline A/B) or decided online by an A/B experiment the audit log saw start,
    anchored in the audit log when it was produced and unchanged since, recorded by a trusted
-   identity, recent, large and confident enough, on the dataset the policy names at that dataset's
+   identity (behind a guarded server: the login the server stamped on the run, `promptyard.logged_by`), recent, large and confident enough, on the dataset the policy names at that dataset's
    current digest, whose interval's lower bound of (new − current) is ≥ −margin (see `evidence`);
-2. approvals recorded in the audit log by approvers who are not the version's author (four eyes);
+2. approvals by approvers who are not the version's author (four eyes), each both recorded in the audit
+   log and present as that approver's tag on the version (which a guarded server lets only that login
+   write: an audit entry appended in someone else's name does not count, a rejection counts either way);
    the author is the one the audit log recorded (a stamp that disagrees makes it unknown), and a
    service identity's approval does not count;
 3. the prompt contract: the variables apps send (and, if declared, a constrained output format);
@@ -31,7 +33,7 @@ from promptyard.evaluation import dataset_digest, load_card
 from promptyard.governance.audit import AuditEntry, AuditLog
 from promptyard.governance.evidence import Evidence, evidence_problem
 from promptyard.governance.policy import Policy, PromotionRule
-from promptyard.governance.tags import EVIDENCE, TAG_AUTHOR
+from promptyard.governance.tags import APPROVAL, EVIDENCE, LOGGED_BY, REJECTION, TAG_AUTHOR, read_note
 from promptyard.registry import Contract, Registry, variables
 from promptyard.runtime import Tracker
 
@@ -64,8 +66,9 @@ class PromotionChecks:
     """The promotion checks of one policy, reading versions from the registry and runs from the tracker."""
 
     def __init__(self, registry: Registry, policy: Policy, tracker: Tracker, audit: AuditLog,
-                 now: Callable[[], float] = time.time):
+                 now: Callable[[], float] = time.time, *, attested: bool = False):
         self.registry, self.policy, self.tracker, self.audit, self.now = registry, policy, tracker, audit, now
+        self.attested = attested  # inside the guarded server: evidence must carry its login stamp
 
     # -- the audit log, for this incarnation of the prompt ------------------------------------------
     def _current(self, name: str, entries: list[AuditEntry]) -> list[AuditEntry]:
@@ -80,6 +83,15 @@ class PromotionChecks:
     def held(self, name: str, alias: str) -> set[int]:
         """The versions the audit log saw on `name@alias`."""
         return {e.version for e in self._current(name, self.audit.alias_history(name, alias)) if e.version is not None}
+
+    def standing(self, name: str, alias: str) -> int | None:
+        """The version the alias is on, or, when it is gone (deleted, or its version deleted), the version the
+        audit log last put it on: a protected alias that existed is never "new" again."""
+        current = self.registry.alias_version(name, alias)
+        if current is not None:
+            return current
+        moves = [e for e in self._current(name, self.audit.alias_history(name, alias)) if e.version is not None]
+        return moves[-1].version if moves else None
 
     def registered(self, name: str, version: int) -> AuditEntry | None:
         """The audit entry that registered this version as it is now (its template), if any."""
@@ -182,15 +194,23 @@ class PromotionChecks:
                                             "stamp that names someone else), so four eyes cannot be checked: register "
                                             "the version through promptyard")
         latest: dict[str, str] = {}
-        digest = template_digest(self.registry.get(f"{name}/{version}").template)
+        found = self.registry.get(f"{name}/{version}")
+        digest, tags = template_digest(found.template), found.tags or {}
         for entry in sorted(self.entries("approve", name, version=version) + self.entries("reject", name,
                             version=version), key=lambda e: e.seq):
             if entry.alias == alias and json.loads(entry.after or "{}").get("template_sha256") in (digest, None):
                 latest[entry.user] = entry.action
-        rejected = sorted(u for u, action in latest.items() if action == "reject")
+
+        def tagged(prefix: str, user: str) -> bool:  # written by that user (a guarded server checks the login)
+            return read_note(tags.get(prefix + user, "")).get("alias") == alias
+
+        rejected = sorted({u for u, action in latest.items() if action == "reject"}
+                          | {k.removeprefix(REJECTION) for k in tags if k.startswith(REJECTION)
+                             and tagged(REJECTION, k.removeprefix(REJECTION))})
         if rejected:
             return Check("approval", False, f"rejected by {', '.join(rejected)}")
         approvers = sorted(u for u, action in latest.items() if action == "approve" and u != author
+                           and tagged(APPROVAL, u)
                            and not self.policy.is_service(u) and self.policy.role_of(u, name) in ("approver", "admin"))
         if len(approvers) < rule.approvals:
             return Check("approval", False, f"{len(approvers)} of {rule.approvals} approval(s) by an approver other "
@@ -200,11 +220,14 @@ class PromotionChecks:
 
     # -- evidence -----------------------------------------------------------------------------------
     def evidence(self, name: str, version: int, alias: str, rule: PromotionRule, run_id: str | None = None) -> Check:
-        current = self.registry.alias_version(name, alias)
+        current = self.standing(name, alias)
         if current is None:
             return Check("evidence", True, f"{name}@{alias} does not exist yet: nothing to compare with")
         if current == version:
             return Check("evidence", True, f"v{version} already holds {name}@{alias}")
+        if self.registry.alias_version(name, alias) is None and not self.registry.has_version(name, current):
+            return Check("evidence", True, f"v{current}, which held {name}@{alias} last, was deleted: nothing to "
+                                           "compare with (approval and integrity still apply)")
         if run_id:
             runs = [self.tracker.get_run(run_id)]
         else:
@@ -239,11 +262,18 @@ class PromotionChecks:
         record = Evidence.from_json(entry.after)
         if not record.matches(run):
             return f"was changed after it was recorded (its tags or metrics differ from audit entry #{entry.seq})"
+        stamp = run.data.tags.get(LOGGED_BY)
+        if stamp is not None and stamp != entry.user:
+            return (f"was logged by {stamp} (the guarded server's record of the login), but its audit entry #{entry.seq}"
+                    f" names {entry.user}")
+        if stamp is None and self.attested:
+            return ("was not logged through this guarded MLflow server (no record of the login that wrote it): "
+                    "produce it with `promptyard ab offline` or an optimization against the server")
         if rule.evidence_by and entry.user not in rule.evidence_by:
             return f"was recorded by {entry.user}; the policy trusts evidence from {', '.join(rule.evidence_by)} only"
         if self.policy.role_of(entry.user, name) not in ("editor", "approver", "admin"):
             return f"was recorded by {entry.user}, who is not an editor of {name}"
-        if rule.evidence_models and record.lm_model not in rule.evidence_models:
+        if rule.evidence_models and record.split != "online" and record.lm_model not in rule.evidence_models:
             return f"was measured with model {record.lm_model}; the policy accepts {', '.join(rule.evidence_models)}"
         if record.split == "online" and not self._experiment_ran(name, record):
             return f"names experiment {record.dataset}, which the audit log never saw start on {name} with these versions"

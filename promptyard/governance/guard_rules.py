@@ -30,18 +30,23 @@ from promptyard.governance.actions import Governance
 from promptyard.governance.experiment_rules import reallocation_problem
 from promptyard.governance.tags import (
     APPROVAL,
+    EVIDENCE,
     EXPERIMENT,
     IMMUTABLE_VERSION_KEYS,
     IS_PROMPT,
+    LOGGED_BY,
     PROVENANCE_KEYS,
     REJECTION,
     RESERVED,
     TAG_AUTHOR,
+    fold,
+    is_reserved,
+    looks_like,
     read_note,
 )
 from promptyard.registry import TAG_CONTRACT
 
-__all__ = ["WRITES", "BEHIND_THE_GUARD", "read_request", "check"]
+__all__ = ["WRITES", "RUN_WRITES", "BEHIND_THE_GUARD", "read_request", "check", "check_run_tags"]
 
 WRITES = {  # MLflow's view function -> the registry write it makes
     "_create_registered_model": "registered-models/create", "_rename_registered_model": "registered-models/rename",
@@ -61,6 +66,10 @@ BEHIND_THE_GUARD = {  # MLflow endpoints that write prompts from inside the serv
                                                       "straight in the store"),
     "_delete_demo": ("delete MLflow's demo data", "it deletes prompts and their production alias straight in the "
                                                   "store"),
+}
+RUN_WRITES = {  # MLflow's view functions that write run tags: evidence is stamped with the login that wrote it
+    "_create_run": "runs/create", "_set_tag": "runs/set-tag", "_delete_tag": "runs/delete-tag",
+    "_log_batch": "runs/log-batch",
 }
 _LINKS = frozenset({"mlflow.prompt.associatedRunIds", "_mlflow_experiment_ids"})  # MLflow's links to runs: editors
 _PREFIXES = (RESERVED, "mlflow.prompt.", "_mlflow_")
@@ -119,25 +128,24 @@ def _version(data: dict) -> int:
 
 
 def _fold(text: str) -> str:
-    return unicodedata.normalize("NFKC", text).strip().casefold()
+    return fold(text)
 
 
 def _refuse_lookalike_key(governance: Governance, name: str, key: str, delete: bool) -> None:
     """A key that folds onto a reserved one: never set; removed only by an admin (cleaning up)."""
-    if _fold(key).startswith(_PREFIXES) and (not key.startswith(_PREFIXES) or key != unicodedata.normalize(
-            "NFKC", key).strip()):
+    if is_reserved(key) and (not key.startswith(_PREFIXES) or key != unicodedata.normalize("NFKC", key).strip()):
         what = (f"tag {key!r} looks like a reserved key (promptyard.*, mlflow.prompt.*, _mlflow_*) in another case, "
-                "width or spacing, which a case-insensitive database stores as that key")
+                "width, spacing or script, which a case-insensitive database may store as that key")
         if not delete:
             raise PermissionDeniedError(f"{what}: rename the tag.")
         governance.require("admin", name, f"delete {what}")
 
 
 def _refuse_lookalike_alias(governance: Governance, name: str, alias: str, delete: bool) -> None:
-    like = [a for a in sorted(governance.policy.protected_aliases) if _fold(a) == _fold(alias) and a != alias]
+    like = [a for a in sorted(governance.policy.protected_aliases) if looks_like(alias, fold(a)) and a != alias]
     if like:
-        what = (f"alias {alias!r} looks like the protected alias {like[0]!r} (another case or width: the same alias "
-                "on a case-insensitive database)")
+        what = (f"alias {alias!r} looks like the protected alias {like[0]!r} (another case, width or script: the "
+                "same alias on a case-insensitive database, or one a person cannot tell from it)")
         if not delete:
             raise PermissionDeniedError(f"{what}: use another name.")
         governance.require("admin", name, f"delete {what}")
@@ -271,8 +279,11 @@ def _check_prompt_tag(governance: Governance, name: str, key: str, value: str | 
         if not delete and not isinstance(read_note(value or "").get("variables"), list):
             raise PermissionDeniedError(f"{key} must be JSON like {{\"variables\": [\"question\"]}}; or run "
                                         "`promptyard prompts contract`.")
-    elif key.startswith(EXPERIMENT) and key.endswith(".last"):
-        return  # the result of an experiment that ended: shown, decides nothing
+    elif key.startswith(EXPERIMENT) and key.endswith(".last"):  # the result of the experiment being ended
+        running = read_note(governance.registry.prompt_tags(name).get(key.removesuffix(".last")) or "null")
+        if delete or not running or read_note(value or "").get("experiment") != running.get("id"):
+            governance.require("admin", name, f"{'delete' if delete else 'set'} {key!r} other than as the result of "
+                                              "the experiment that is ending (`promptyard ab stop`)")
     elif key.startswith(EXPERIMENT):
         alias = key.removeprefix(EXPERIMENT)
         _refuse_lookalike_alias(governance, name, alias, delete)
@@ -325,3 +336,33 @@ def _check_approval(governance: Governance, name: str, version: int, key: str, v
     if key.startswith(APPROVAL) and author in (governance.user, None):
         raise PermissionDeniedError(f"{governance.user} cannot approve {name}/{version}: "
                                     + ("they registered it (four eyes)." if author else "its author is unknown."))
+
+
+def check_run_tags(body, action: str) -> str | None:
+    """A write of run tags: refuse the server's own stamp (and look-alikes); return the run id when the
+    write carries evidence tags (the server then stamps the login on the run), else None."""
+    if isinstance(body, str):  # MLflow decodes a JSON string body a second time (old clients)
+        try:
+            body = json.loads(body)
+        except json.JSONDecodeError:
+            raise _malformed("the body is a JSON string that is not JSON itself") from None
+    data = {} if body is None else body
+    if not isinstance(data, dict):
+        raise _malformed(f"the body must be a JSON object, got {type(data).__name__}")
+    tags = data.get("tags")
+    if tags is not None and not (isinstance(tags, list) and all(isinstance(t, dict) and isinstance(t.get("key"), str)
+                                                                for t in tags)):
+        raise _malformed("tags must be a list of {\"key\": ..., \"value\": ...}")
+    if "key" in data and not isinstance(data["key"], str):
+        raise _malformed(f"key must be a string, got {data['key']!r}")
+    keys = [t["key"] for t in tags or []] + ([data["key"]] if "key" in data else [])
+    for key in keys:
+        if looks_like(_fold(key)[:len(LOGGED_BY)], LOGGED_BY):
+            raise PermissionDeniedError(f"tag {key!r} on a run is written by the guarded server alone (the login that "
+                                        "logged its evidence).")
+    if action == "runs/delete-tag" or not any(_fold(key).startswith(EVIDENCE) for key in keys):
+        return None
+    run_id = data.get("run_id") or data.get("run_uuid")
+    if action != "runs/create" and not (isinstance(run_id, str) and run_id):
+        raise _malformed("run_id missing")
+    return run_id or ""

@@ -20,7 +20,11 @@ It runs MLflow's basic-auth first, then, for prompts (every registry write path 
 - prompt-level tags: the contract needs an approver; an A/B split on a protected alias needs an
   approver to start (an editor may reallocate one started with reallocation on, or end one);
   any other `promptyard.*` key, and making a model a prompt or not, need admin;
-- every change it allows, and every refusal, is appended to the audit log.
+- evidence: a run's `promptyard.evidence.*` tags get the login that wrote them stamped on the run
+  (`promptyard.logged_by`, which no client may write), and promotion here counts evidence only when
+  that login is the one its audit entry names;
+- every change it allows, and every refusal (MLflow's own permission refusals too), is appended to
+  the audit log.
 Requests are matched by the route MLflow serves them on and read as MLflow reads them (see
 `guard_rules`); a request the guard cannot read so, or from no authenticated user, is refused.
 MLflow endpoints that write prompts from inside the server (prompt optimization jobs, demo data)
@@ -40,11 +44,11 @@ from promptyard.errors import PermissionDeniedError, PromptyardError, UserError
 from promptyard.governance.actions import Governance
 from promptyard.governance.audit import AuditLog
 from promptyard.governance.checks import template_digest
-from promptyard.governance.guard_rules import BEHIND_THE_GUARD, WRITES, check, read_request
+from promptyard.governance.guard_rules import BEHIND_THE_GUARD, RUN_WRITES, WRITES, check, check_run_tags, read_request
 from promptyard.governance.policy import load_policy
-from promptyard.governance.tags import APPROVAL, EXPERIMENT, REJECTION, TAG_AUTHOR, read_note
+from promptyard.governance.tags import APPROVAL, EXPERIMENT, LOGGED_BY, REJECTION, TAG_AUTHOR, read_note
 from promptyard.registry import Registry
-from promptyard.runtime import get_settings
+from promptyard.runtime import Tracker, get_settings
 
 __all__ = ["create_app"]
 
@@ -88,7 +92,7 @@ def _stores():
 def _governance(user: str) -> Governance:
     """The acting user under the policy in force (read per request: an edited policy applies at once)."""
     registry, audit = _stores()
-    return Governance(registry, load_policy(get_settings().home_dir), user, audit)
+    return Governance(registry, load_policy(get_settings().home_dir), user, audit, guarded=True)
 
 
 def _refusal(message: str) -> str:
@@ -96,7 +100,9 @@ def _refusal(message: str) -> str:
 
 
 def _refuse(message: str):
-    from flask import make_response
+    from flask import g, make_response
+
+    g.promptyard_refused = True  # audited already
 
     response = make_response(_refusal(message), 403)
     response.headers["Content-Type"] = "application/json"
@@ -115,6 +121,8 @@ def _guard():
     from flask import g, request
 
     endpoint = request.endpoint or ""
+    if endpoint in RUN_WRITES:
+        return _guard_run_tags(RUN_WRITES[endpoint])
     if endpoint not in WRITES and endpoint not in BEHIND_THE_GUARD:
         return None
     action = WRITES.get(endpoint, endpoint.strip("_").replace("_", "-"))
@@ -136,6 +144,28 @@ def _guard():
         log.warning("refused %s %s by %s: %s", request.method, action, governance.user, exc)
         return _refuse(str(exc) if isinstance(exc, PromptyardError) else f"malformed request: {exc}")
     return None
+
+
+def _guard_run_tags(action: str):
+    """Run tags: nobody writes the server's stamp; evidence tags get it once MLflow has written them."""
+    from flask import g, request
+
+    try:
+        g.promptyard_evidence_run = check_run_tags(request.get_json(force=True, silent=True), action)
+    except PromptyardError as exc:
+        governance = _governance(_user() or ANONYMOUS)
+        governance.record_refusal(exc, f"POST {action}", None)
+        log.warning("refused %s by %s: %s", action, governance.user, exc)
+        return _refuse(str(exc))
+    return None
+
+
+def _stamp_evidence_run(run_id: str, response) -> None:
+    """Record on the run which login wrote its evidence tags (promotion checks it against the audit entry)."""
+    if not run_id:  # created with the tags: the id is in the response
+        run_id = json.loads(response.get_data())["run"]["info"]["run_id"]
+    registry, _ = _stores()
+    Tracker(registry.tracking_uri).log(run_id, tags={LOGGED_BY: _user()})  # the store itself, not through the server
 
 
 class _InsideGuard:
@@ -196,6 +226,16 @@ def _record(response):
     """After MLflow made an allowed change: stamp authors and append to the audit log."""
     from flask import g, request
 
+    if response.status_code == 403 and not getattr(g, "promptyard_refused", False) and (
+            request.endpoint in WRITES or request.endpoint in RUN_WRITES):
+        _record_mlflow_refusal(request, response)
+        return response
+    evidence_run = getattr(g, "promptyard_evidence_run", None)
+    if evidence_run is not None and response.status_code == 200:
+        try:
+            _stamp_evidence_run(evidence_run, response)
+        except Exception:  # without the stamp the evidence simply does not count behind this server
+            log.exception("could not stamp the login on evidence run %s", evidence_run)
     change = getattr(g, "promptyard_change", None)
     if change is None or response.status_code != 200:
         return response
@@ -206,6 +246,25 @@ def _record(response):
     except Exception:  # the change happened; never turn it into an error after the fact
         log.exception("could not record %s on %s", kind, name)
     return response
+
+
+def _record_mlflow_refusal(request, response) -> None:
+    """A write MLflow's own permissions refused (before the guard looked at it): audited like the guard's."""
+    try:
+        body = request.get_json(force=True, silent=True)
+        data = body if isinstance(body, dict) else {}
+        name = data.get("name") if isinstance(data.get("name"), str) else None
+        try:
+            message = json.loads(response.get_data()).get("message") or ""
+        except ValueError:
+            message = response.get_data(as_text=True)[:500]
+        action = WRITES.get(request.endpoint) or RUN_WRITES[request.endpoint]
+        version = data.get("version") if isinstance(data.get("version"), str | int) else None
+        _governance(_user() or ANONYMOUS).record_refusal(
+            PermissionDeniedError(f"MLflow's permissions refused it: {message}"), f"{request.method} {action}", name,
+            version=version, alias=data.get("alias") if isinstance(data.get("alias"), str) else None)
+    except Exception:
+        log.exception("could not audit a refusal by MLflow's permissions")
 
 
 def _append(governance: Governance, method: str, kind: str, name: str, version, key, extra, response) -> None:

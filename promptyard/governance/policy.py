@@ -21,6 +21,7 @@ second person to move `production`.
 
 from __future__ import annotations
 
+import functools
 import getpass
 import hashlib
 import os
@@ -31,7 +32,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, ValidationError
 
-from promptyard.errors import PermissionDeniedError, PolicyError
+from promptyard.errors import PermissionDeniedError, PolicyError, TrackingUnavailableError
 
 __all__ = ["ROLES", "Policy", "PromotionRule", "current_user", "load_policy", "find_policy_file", "parse_policy"]
 
@@ -120,13 +121,35 @@ class Policy:
 
 def current_user(tracking_uri: str | None = None) -> str:
     """The acting user: the MLflow user a team server authenticates (only when the tracking URI is a
-    server: locally nothing checks that name), else PROMPTYARD_USER, else the OS user."""
+    server, and only once it accepted the password: locally nothing checks that name), else
+    PROMPTYARD_USER, else the OS user."""
     if tracking_uri is None:
         from promptyard.runtime import get_settings
 
         tracking_uri = get_settings().tracking_uri
     server_user = os.environ.get("MLFLOW_TRACKING_USERNAME") if tracking_uri.startswith("http") else None
-    return server_user or os.environ.get("PROMPTYARD_USER") or getpass.getuser()
+    if server_user:
+        confirm_login(tracking_uri.rstrip("/"), server_user, os.environ.get("MLFLOW_TRACKING_PASSWORD") or "")
+        return server_user
+    return os.environ.get("PROMPTYARD_USER") or getpass.getuser()
+
+
+@functools.lru_cache(maxsize=32)
+def confirm_login(server: str, user: str, password: str) -> None:
+    """A name is an identity only once the server accepts its password (once per process): a claimed
+    MLFLOW_TRACKING_USERNAME never acts unchecked, even in commands that write nothing to MLflow."""
+    import httpx
+
+    try:
+        answer = httpx.get(f"{server}/api/2.0/mlflow/experiments/get-by-name", params={"experiment_name": "Default"},
+                           auth=(user, password), timeout=10)
+    except httpx.HTTPError as exc:
+        raise TrackingUnavailableError(f"MLflow at {server} does not answer ({type(exc).__name__}), so the login "
+                                       f"{user!r} (MLFLOW_TRACKING_USERNAME) cannot be confirmed: start the server "
+                                       "or point the tracking URI at a running one.") from None
+    if answer.status_code == 401:
+        raise PermissionDeniedError(f"MLflow at {server} refused the login {user!r}: set MLFLOW_TRACKING_PASSWORD to "
+                                    "that user's password (promptyard acts only as a login the server confirms).")
 
 
 def find_policy_file(home: Path) -> Path | None:

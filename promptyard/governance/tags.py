@@ -14,7 +14,8 @@ it; a user's own tags (`--tag`, prompt files, `set_prompt_tags`) may not use the
   a version is (its template, type, response format, model config) never changes after it is
   created: versions are immutable.
 
-Evidence is a set of run tags (`promptyard.evidence.*`) and metrics, anchored in the audit log.
+Evidence is a set of run tags (`promptyard.evidence.*`) and metrics, anchored in the audit log; a
+guarded server stamps `promptyard.logged_by` (the login that wrote them) on the run.
 """
 
 from __future__ import annotations
@@ -23,8 +24,9 @@ import json
 
 from promptyard.errors import PermissionDeniedError
 
-__all__ = ["TAG_AUTHOR", "APPROVAL", "REJECTION", "EVIDENCE", "RESERVED", "EXPERIMENT", "PROVENANCE_KEYS",
-           "MLFLOW_PROMPT_KEYS", "IMMUTABLE_VERSION_KEYS", "IS_PROMPT", "evidence_tags", "read_note", "is_reserved",
+__all__ = ["TAG_AUTHOR", "LOGGED_BY", "APPROVAL", "REJECTION", "EVIDENCE", "RESERVED", "EXPERIMENT", "PROVENANCE_KEYS",
+           "MLFLOW_PROMPT_KEYS", "IMMUTABLE_VERSION_KEYS", "IS_PROMPT", "evidence_tags", "read_note", "fold", "looks_like",
+           "is_reserved",
            "refuse_reserved"]
 
 RESERVED = "promptyard."
@@ -33,6 +35,7 @@ APPROVAL = "promptyard.approval."
 REJECTION = "promptyard.rejection."
 EVIDENCE = "promptyard.evidence."
 EXPERIMENT = "promptyard.ab."
+LOGGED_BY = "promptyard.logged_by"  # on a run: the login that last wrote its evidence tags (stamped by the server)
 PROVENANCE_KEYS = frozenset(f"promptyard.{key}" for key in (
     "parent_version", "optimizer", "dataset", "dataset_digest", "seed", "parent_run_id", "candidate_run_id",
     "test_baseline", "test_score", "test_diff_low"))
@@ -57,8 +60,36 @@ def read_note(value: str) -> dict:
     return note if isinstance(note, dict) else {}
 
 
+_CONFUSABLE = str.maketrans({  # letters that render like ASCII ones (Latin, Greek, Cyrillic look-alikes)
+    "ı": "i", "і": "i", "ɩ": "i", "ο": "o", "о": "o", "σ": "o", "а": "a", "ɑ": "a", "е": "e", "ё": "e", "р": "p",
+    "ρ": "p", "с": "c", "ϲ": "c", "у": "y", "γ": "y", "х": "x", "χ": "x", "ѕ": "s", "ј": "j", "ԁ": "d", "ɡ": "g",
+    "ℓ": "l", "ӏ": "l", "ι": "i", "κ": "k", "к": "k", "м": "m", "т": "t", "ν": "v", "ω": "w", "ԝ": "w", "һ": "h",
+    "ո": "n", "η": "n", "ʀ": "r", "г": "r", "ս": "u", "υ": "u", "‐": "-", "‑": "-", "–": "-", "—": "-", "＿": "_",
+})
+
+
+def fold(text: str) -> str:
+    """What a key or alias looks like: compatibility forms, case, surrounding space, accents and look-alike
+    letters folded away, so `Promptyard.x`, `ｐromptyard.x`, `promptyard.x ` and `promptyаrd.x` (a Cyrillic
+    а) all fold to `promptyard.x`."""
+    import unicodedata
+
+    text = unicodedata.normalize("NFKD", str(text).strip().casefold())
+    text = "".join(c for c in text if not unicodedata.combining(c))
+    return text.translate(_CONFUSABLE)
+
+
+def looks_like(text: str, target: str) -> bool:
+    """Whether `text` folds onto `target` (a non-ASCII letter left after folding matches any letter)."""
+    folded = fold(text)
+    return len(folded) == len(target) and all(a == b or not a.isascii() for a, b in zip(folded, target, strict=True))
+
+
 def is_reserved(key: str) -> bool:
-    return str(key).startswith((RESERVED, *MLFLOW_PROMPT_KEYS))
+    """A key promptyard or MLflow owns, or one that looks like it in another case, width, spacing or script."""
+    key, folded = str(key), fold(key)
+    return key.startswith((RESERVED, *MLFLOW_PROMPT_KEYS)) or any(
+        looks_like(folded[:len(prefix)], prefix) for prefix in (RESERVED, *MLFLOW_PROMPT_KEYS))
 
 
 def refuse_reserved(tags: dict | None, where: str) -> None:

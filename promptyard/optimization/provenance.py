@@ -28,12 +28,13 @@ def commit_message(optimizer: str, dataset: str, comparison: PairedComparison) -
 
 
 def evidence(prompt: str, parent_version: int, new_version: int, data: LoadedDataset,
-             comparison: PairedComparison) -> Evidence:
-    """What the optimization's test split says about the new version against the seed."""
+             comparison: PairedComparison, *, lm_model: str | None = None, lm_base_url: str | None = None) -> Evidence:
+    """What the optimization's test split says about the new version against the seed, and which model
+    (served where) gave the answers."""
     return Evidence(prompt=prompt, baseline=parent_version, candidate=new_version, split="test",
                     dataset=data.card.name, dataset_digest=data.digest, metric=data.card.metric, n=comparison.n,
                     confidence=comparison.confidence, diff=comparison.diff, low=comparison.low, high=comparison.high,
-                    dataset_path=str(data.path.parent))
+                    dataset_path=str(data.path.parent), lm_model=lm_model, lm_base_url=lm_base_url)
 
 
 def request_key(*parts) -> str:

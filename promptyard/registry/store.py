@@ -169,6 +169,15 @@ class Registry:
             )
         return found, prompt
 
+    def has_version(self, name: str, version: int) -> bool:
+        """Whether `name/version` exists (False when the prompt or the version does not)."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return self._client.get_prompt_version(name, int(version)) is not None
+        except MlflowException:
+            return False
+
     def versions(self, name: str) -> list:
         """Every version of `name` with its aliases, newest first."""
         numbers, token = [], None

@@ -75,7 +75,7 @@ def compare_prompts(settings: Settings, ref_a: str, ref_b: str, dataset: str, *,
             prompt=version_a.name, baseline=int(version_a.version), candidate=int(version_b.version), split=split,
             dataset=data.card.name, dataset_digest=data.digest, metric=data.card.metric, n=comparison.n,
             confidence=confidence, diff=comparison.diff, low=comparison.low, high=comparison.high,
-            dataset_path=str(data.path.parent)))
+            dataset_path=str(data.path.parent), lm_model=scorer.endpoint.model, lm_base_url=scorer.endpoint.base_url))
     tracker.log_table(run_id, result_a.table(), f"predictions/a_{split}.json")
     tracker.log_table(run_id, result_b.table(), f"predictions/b_{split}.json")
     tracker.finish(run_id)

@@ -3,6 +3,7 @@
 refused with a message that names what was refused, change nothing in the registry, and be audited."""
 
 import json
+import re
 import time
 
 import mlflow
@@ -105,16 +106,20 @@ def test_a_forged_reserved_tag_at_registration_is_refused_by_every_door(team, re
 
 
 @pytest.mark.parametrize("key", ["promptyard.ab.production", "promptyard.contract", "promptyard.ab.production.last",
-                                 "promptyard.anything", "mlflow.prompt.is_prompt"])
+                                 "promptyard.anything", "mlflow.prompt.is_prompt",
+                                 # look-alikes: case, space, width, a Cyrillic а, a dotless ı
+                                 "Promptyard.contract", " promptyard.contract", "PROMPTYARD.ab.production",
+                                 "ｐromptyard.contract", "promptyаrd.contract", "promptyard.approval.bob",
+                                 "MLflow.Prompt.is_prompt", "_mlflow_prompt_type"])
 def test_reserved_prompt_tags_are_refused_by_sdk_and_import(team, registry, tmp_path, key):
     before = snapshot(registry)
-    with pytest.raises(PermissionDeniedError, match=f"tag '{key}' is reserved"):
+    with pytest.raises(PermissionDeniedError, match=f"tag {re.escape(repr(key))} is reserved"):
         team["carol"].set_prompt_tags("support", {key: '{"id": "x", "weights": {"1": 0.5, "2": 0.5}, "control": 1}'})
     folder = tmp_path / "files"
     folder.mkdir()
     (folder / "support.yaml").write_text(f"name: support\ntemplate: 'Be kind.\n\n  Q: {{{{question}}}}'\n"
-                                         f"tags:\n  {key}: x\n")
-    assert f"tag '{key}' is reserved" in invoke("prompts", "import", "--dir", str(folder), code=1)
+                                         f"tags:\n  {json.dumps(key)}: x\n")
+    assert f"tag {key!r} is reserved" in invoke("prompts", "import", "--dir", str(folder), code=1)
     assert snapshot(registry) == before
 
 
@@ -305,6 +310,35 @@ def test_approvals_count_only_when_audited_and_templates_only_as_registered(team
     with pytest.raises(PermissionDeniedError, match="(?s)failed: approval, integrity.*v2's template changed after it was registered"):
         team["alice"].promote("support", 2)
     assert "support/2: v2's template changed after it was registered" in invoke("audit", "verify", code=1)
+    assert int(registry.get("support@production").version) == 1
+
+
+def test_an_approval_appended_to_the_audit_log_alone_does_not_count(team, registry):
+    """Anyone holding the audit store's credentials can append an entry in bob's name; without bob's tag on
+    the version (which a guarded server lets only bob's login write) it is not an approval."""
+    from promptyard.governance.checks import template_digest
+
+    record(team)
+    team["carol"].audit.append("bob", "approve", prompt="support", version=2, alias="production",
+                               after={"template_sha256": template_digest(registry.get("support/2").template)})
+    with pytest.raises(PermissionDeniedError, match="0 of 1 approval"):
+        team["alice"].promote("support", 2)
+    team["bob"].approve("support", 2)
+    team["alice"].promote("support", 2)
+    assert int(registry.get("support@production").version) == 2
+
+
+def test_a_removed_protected_alias_is_not_new_again(team, registry):
+    client = mlflow.MlflowClient(registry.tracking_uri, registry.tracking_uri)
+    client.delete_prompt_alias("support", "production")  # behind promptyard, or an admin cleaning up
+    team["bob"].approve("support", 2)
+    before = snapshot(registry)
+    with pytest.raises(PermissionDeniedError, match=r"support@production is protected \(last on v1, then removed\)"):
+        team["alice"].set_alias("support", "production", 2)
+    with pytest.raises(PermissionDeniedError, match="no run compares v2 with v1"):
+        team["alice"].promote("support", 2)
+    assert snapshot(registry) == before
+    team["bob"].rollback("support", 1, reason="put back")
     assert int(registry.get("support@production").version) == 1
 
 

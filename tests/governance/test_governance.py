@@ -178,6 +178,9 @@ def test_offline_ab_run_is_evidence(team, registry, fake_llm, tickets, monkeypat
     team["bob"].approve("support-sentiment", 2)
     checks = alice.promote("support-sentiment", 2)
     assert checks[0].run_id == result["run_id"] and "test on tickets" in checks[0].detail
+    assert checks[0].detail.endswith("model fake")  # the model that answered, for a policy's evidence_models
+    anchored = json.loads([e for e in alice.audit.entries() if e.action == "evidence"][-1].after)
+    assert (anchored["lm_model"], anchored["lm_base_url"]) == ("fake", fake_llm.base_url.rstrip("/"))
     tags = mlflow.MlflowClient(registry.tracking_uri, registry.tracking_uri).get_prompt_version("support-sentiment", 2).tags
     assert json.loads(tags["promptyard.approval.bob"])["alias"] == "production"
 
