@@ -32,7 +32,7 @@ from promptyard.errors import (
     TrackingUnavailableError,
     UserError,
 )
-from promptyard.evaluation import load_card, refuse_if_errors, select
+from promptyard.evaluation import load_card, select
 from promptyard.optimization import (
     BudgetLimits,
     BudgetPlan,
@@ -115,11 +115,12 @@ def optimize_prompt(prompt: str, dataset: str, optimizer: OptimizerChoice = Copr
         meter.reserve(plan.held_during_search)
         clock = time.perf_counter()
         baseline = score.with_options(task_run_name="score baseline · validation")(
-            seed.template, seed.generation, validation, data.card, lm, "baseline · validation")
+            seed.template, seed.generation, validation, data.card, lm, "baseline · validation",
+            "The seed on validation")
         log_scores(run_id, baseline, "baseline_validation")
-        refuse_if_errors([baseline], settings.max_error_rate, "The seed on validation")
         plan = plan.measured(len(validation), baseline.prompt_tokens + baseline.completion_tokens,
-                             (time.perf_counter() - clock) * lm.concurrency)
+                             (time.perf_counter() - clock) * lm.concurrency,
+                             meter.calls / baseline.lm_calls if baseline.lm_calls else 1.0)
         meter.reserve(**plan.search_reserve)  # now that a request's tokens and seconds are known
         meter.tokens_per_request = plan.tokens_per_request
         logger.info("Baseline on validation: %.3f", baseline.accuracy)

@@ -31,7 +31,6 @@ from promptyard.evaluation import (
     paired_bootstrap,
     paired_scores,
     pareto_front,
-    refuse_if_errors,
 )
 from promptyard.optimization import (
     BudgetPlan,
@@ -153,8 +152,8 @@ def elsewhere(run: RunContext, best, other: OtherModel, here) -> Portability:
     seed = Candidate(run.seed.template, "seed", generation=run.seed.generation)
     try:
         seed_there, best_there, calls = score_pair_on.with_options(task_run_name=f"seed and best on {other.model}")(
-            other, seed, best, run.test, run.data.card, run.lm, f"seed and best · {other.model}")
-        refuse_if_errors([seed_there, best_there], get_settings().max_error_rate, f"Scoring on {other.label}")
+            other, seed, best, run.test, run.data.card, run.lm, f"seed and best · {other.model}",
+            f"Scoring on {other.label}")
     except (TooManyErrorsError, EndpointUnreachableError, LMError) as exc:
         return Portability(other, here, None, failure=f"{type(exc).__name__}: {str(exc)[:200]}")
     before, after = paired_scores(seed_there, best_there)
@@ -164,13 +163,13 @@ def elsewhere(run: RunContext, best, other: OtherModel, here) -> Portability:
 
 def test_and_register(run: RunContext, best, best_validation, best_run_id) -> dict:
     """Score the seed and the best candidate on the test split, interleaved; register the candidate
-    only on a significant gain over the examples both answered. Returns the decision and what it rests on."""
+    only on a significant gain, a failed request counted against the candidate (`paired_scores`). Returns the
+    decision and what it rests on."""
     seed, data, search = run.seed, run.data, run.search
     try:
         seed_test, best_test = score_pair.with_options(task_run_name="score seed and best candidate · test")(
             Candidate(seed.template, "seed", generation=seed.generation), best, run.test, data.card, run.lm,
-            "seed and best · test")
-        refuse_if_errors([seed_test, best_test], get_settings().max_error_rate, "The test split")
+            "seed and best · test", "The test split")
     except BudgetExhausted as exc:
         return {"decision": f"budget spent while scoring the test split ({exc}); nothing registered"}
     except TooManyErrorsError as exc:

@@ -182,24 +182,34 @@ def _score(arms, rows: list[dict], card: DatasetCard, lm: LMSpec, label: str) ->
                                concurrency=lm.concurrency, on_example=advance)
 
 
+def _refuse_errors(results: list[ScoreResult], what: str) -> None:
+    """Inside a cached task: a result with too many failed requests fails the task, so it is never cached
+    and a re-run on a healthy endpoint scores afresh instead of replaying the outage."""
+    refuse_if_errors(results, get_settings().max_error_rate, what)
+
+
 @task(**RETRY, **resumable("template", "generation", "rows", "card"))
 def score(template: PromptTemplate, generation: GenerationConfig, rows: list[dict], card: DatasetCard, lm: LMSpec,
-          label: str) -> ScoreResult:
-    """Score a template on rows, `lm.concurrency` requests at a time, with a progress bar."""
-    return _score([(template, generation)], rows, card, lm, label)[0]
+          label: str, what: str) -> ScoreResult:
+    """Score a template on rows, `lm.concurrency` requests at a time, with a progress bar (`what` names it
+    when too many requests failed)."""
+    result = _score([(template, generation)], rows, card, lm, label)[0]
+    _refuse_errors([result], what)
+    return result
 
 
 @task(**RETRY, **resumable("seed", "best", "rows", "card"))
 def score_pair(seed: Candidate, best: Candidate, rows: list[dict], card: DatasetCard, lm: LMSpec,
-               label: str) -> tuple[ScoreResult, ScoreResult]:
+               label: str, what: str) -> tuple[ScoreResult, ScoreResult]:
     """The seed and the best candidate on the same rows, requests interleaved row by row."""
     first, second = _score([(seed.template, seed.generation), (best.template, best.generation)], rows, card, lm, label)
+    _refuse_errors([first, second], what)
     return first, second
 
 
 @task(**RETRY, **resumable("other", "seed", "best", "rows", "card"))
 def score_pair_on(other: OtherModel, seed: Candidate, best: Candidate, rows: list[dict], card: DatasetCard,
-                  lm: LMSpec, label: str) -> tuple[ScoreResult, ScoreResult, int]:
+                  lm: LMSpec, label: str, what: str) -> tuple[ScoreResult, ScoreResult, int]:
     """The seed and the best candidate on another model (`--also-on`), interleaved; and the calls it took
     (counted apart: they are not the run's model)."""
     settings = get_settings()
@@ -211,6 +221,7 @@ def score_pair_on(other: OtherModel, seed: Candidate, best: Candidate, rows: lis
                                         lm=make_lm(endpoint, cache=lm.cache, budget=tally), metric=card.make_metric(),
                                         input_fields=card.input_fields, label_field=card.label_field,
                                         concurrency=lm.concurrency, on_example=advance)
+    _refuse_errors([first, second], what)
     return first, second, tally.calls
 
 

@@ -13,8 +13,8 @@ Every request is recorded in `requests`; `peak` is the most chat requests it had
 and with `cap=C` it refuses (429) any request beyond C in flight, counting them in `over_cap`.
 
 Faults, for fault tests and `bench/faults.py`: `Faults(rate=0.2, seed=1)` fails a seeded share of
-requests with a 429 carrying Retry-After, a 500, a hang longer than the client waits, or a 200
-whose body is not JSON; `burst(kind, n)` fails the next n requests with one kind. Each fault
+requests with a 429 carrying Retry-After, a 500, a hang longer than the client waits, a 200
+whose body is not JSON, or a 200 with no answer in it (empty content, null content, no choices, in turn); `burst(kind, n)` fails the next n requests with one kind. Each fault
 served is counted in `faults_served`.
 """
 
@@ -28,7 +28,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-FAULT_KINDS = ("429", "500", "timeout", "malformed")
+FAULT_KINDS = ("429", "500", "timeout", "malformed", "empty")
 
 
 @dataclass
@@ -179,6 +179,15 @@ class FakeLLM:
                 elif kind == "timeout":
                     time.sleep(fake.faults.hang_s if fake.faults else 3.0)
                     self._send(500, {"error": {"message": "too late", "type": "server_error"}})
+                elif kind == "empty":  # a 200 that answers nothing, in one of three shapes
+                    fake._empties = getattr(fake, "_empties", 0) + 1
+                    shape = fake._empties % 3
+                    choices = [] if shape == 0 else [{"index": 0, "finish_reason": "stop" if shape == 1 else "length",
+                                                      "message": {"role": "assistant",
+                                                                  "content": "" if shape == 1 else None}}]
+                    self._send(200, {"id": "chatcmpl-empty", "object": "chat.completion", "created": 0,
+                                     "model": "fake", "choices": choices,
+                                     "usage": {"prompt_tokens": 1, "completion_tokens": 0, "total_tokens": 1}})
                 else:  # malformed: a 200 whose body is not JSON
                     data = b'{"id": "chatcmpl-broken", "choices": [{"message": '
                     self.send_response(200)

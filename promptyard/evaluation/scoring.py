@@ -5,8 +5,9 @@ template's rendered messages — exactly what an app does with `load_prompt(...)
 disk cache answers repeated work without calling the endpoint.
 
 An error is not an answer: a request that still fails after its retries is recorded with its
-error and no score, and statistics use answered examples only (`paired_scores` keeps the
-examples answered in both arms). Comparisons score both arms interleaved, example by example
+error and no score: an arm's own statistics use answered examples only, and a comparison of a
+candidate with a baseline (`paired_scores`) counts every failed request against the candidate (right
+for the baseline, wrong for the candidate), so failures can never make a gain. Comparisons score both arms interleaved, example by example
 (`score_templates`), so a burst of failures or slowness falls on both alike. An endpoint that
 refuses connections stops the run; `STOP_AFTER` failed requests in a row stop this scoring job
 (no answer could come of it) without waiting out every remaining request's retries.
@@ -111,11 +112,13 @@ class ScoreResult:
         }
 
 
-def paired_scores(a: ScoreResult, b: ScoreResult) -> tuple[list[float], list[float]]:
-    """The scores of the examples answered in both arms, in order."""
-    pairs = [(x.score, y.score) for x, y in zip(a.examples, b.examples, strict=True)
-             if x.score is not None and y.score is not None]
-    return [x for x, _ in pairs], [y for _, y in pairs]
+def paired_scores(baseline: ScoreResult, candidate: ScoreResult) -> tuple[list[float], list[float]]:
+    """Both arms' scores on every example, in order, a failed request counted in the baseline's favour:
+    as a right answer (1) for the baseline and a wrong one (0) for the candidate. Errors can then only
+    hide a gain, never make one: dropping failed examples instead would let failures that fall on the
+    candidate's hard examples (a longer prompt over the context limit) manufacture a "significant gain"."""
+    return ([1.0 if x.score is None else x.score for x in baseline.examples],
+            [0.0 if y.score is None else y.score for y in candidate.examples])
 
 
 def refuse_if_errors(results: Sequence[ScoreResult], limit: float, what: str) -> None:

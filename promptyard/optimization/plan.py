@@ -22,16 +22,25 @@ class BudgetPlan:
     test: int  # examples per test scoring
     tokens_per_request: float = 0.0  # measured on the baseline, to hold back tokens and time like calls
     seconds_per_request: float = 0.0
+    attempts_per_request: float = 1.0  # HTTP attempts per answered request (retries), measured on the baseline
 
-    def measured(self, requests: int, tokens: int, seconds: float) -> BudgetPlan:
-        """The same plan, with what one request costs as measured (on the baseline's validation scoring)."""
+    RETRY_HEADROOM = 0.05  # on top of the measured retry rate: bursts come and go
+
+    def measured(self, requests: int, tokens: int, seconds: float, attempts_per_request: float = 1.0) -> BudgetPlan:
+        """The same plan, with what one request costs as measured (on the baseline's validation scoring):
+        tokens, seconds, and HTTP attempts (a flaky endpoint's retries are calls too)."""
         from dataclasses import replace
 
-        return replace(self, tokens_per_request=tokens / max(1, requests), seconds_per_request=seconds / max(1, requests))
+        return replace(self, tokens_per_request=tokens / max(1, requests), seconds_per_request=seconds / max(1, requests),
+                       attempts_per_request=max(1.0, attempts_per_request))
 
     def _reserve(self, requests: int) -> dict:
-        return {"calls": requests, "tokens": int(requests * self.tokens_per_request),
-                "seconds": requests * self.seconds_per_request}
+        import math
+
+        calls = requests if self.attempts_per_request <= 1.0 else \
+            math.ceil(requests * self.attempts_per_request * (1 + self.RETRY_HEADROOM))
+        return {"calls": calls, "tokens": int(requests * self.tokens_per_request),
+                "seconds": requests * self.seconds_per_request * self.attempts_per_request}
 
     @property
     def search_reserve(self) -> dict:
@@ -65,7 +74,7 @@ class BudgetPlan:
 
     @property
     def held_for_test(self) -> int:
-        return 2 * self.test
+        return self.test_reserve["calls"]
 
     def affordable_candidates(self, calls_used: int, proposed: int, *, tokens_used: int = 0,
                               max_tokens: int | None = None) -> int:

@@ -100,25 +100,64 @@ def is_transient(exc: BaseException) -> bool:
     and a response body that did not parse. A bad request, a refused key or a bug is not."""
     from dspy.utils.exceptions import LMProviderError, is_retryable_lm_error
 
-    if is_retryable_lm_error(exc):
+    if is_retryable_lm_error(exc) or isinstance(exc, EmptyReplyError):
         return True
     return isinstance(exc, LMProviderError) and getattr(exc, "status", None) == 200  # a success whose body is broken
+
+
+class EmptyReplyError(RuntimeError):
+    """A 200 that carries no answer: no choices, no content, or only whitespace (e.g. cut off at max_tokens
+    before any text). Retried without DSPy's cache; after its retries it is a failed request, never a wrong
+    answer."""
+
+
+def _reply_problem(response) -> str | None:
+    """Why a completion is not an answer (None: it is one)."""
+    choices = getattr(response, "choices", None) or []
+    if not choices:
+        return "the endpoint answered 200 with no choices"
+    message = getattr(choices[0], "message", None)
+    content = getattr(message, "content", None)
+    if getattr(message, "tool_calls", None):
+        return None
+    if not isinstance(content, str) or not content.strip():
+        return (f"the endpoint answered 200 with no text (content {content!r}, finish_reason "
+                f"{getattr(choices[0], 'finish_reason', None)!r})")
+    return None
 
 
 class _RetryAfterOrJitter:
     """Wait what the server asked for (Retry-After), else exponential backoff with jitter."""
 
-    def __init__(self, cap: float = 60.0):
+    def __init__(self, cap: float = 60.0, budget=None):
         from tenacity import wait_exponential_jitter
 
         self.cap, self.backoff = cap, wait_exponential_jitter(initial=0.5, max=cap, jitter=0.5)
+        self.budget = budget
 
     def __call__(self, retry_state) -> float:
         exc = retry_state.outcome.exception() if retry_state.outcome else None
         hint = getattr(exc, "retry_after", None)
         if isinstance(hint, int | float) and 0 <= hint < float("inf"):
-            return min(float(hint), self.cap)
-        return self.backoff(retry_state)
+            wait = min(float(hint), self.cap)
+        else:
+            wait = self.backoff(retry_state)
+        left = _seconds_left(self.budget)
+        if left is not None and wait >= left:  # waiting would outlast the time budget: stop now, not after it
+            from promptyard.errors import BudgetExhausted
+
+            raise BudgetExhausted(f"budget spent: the endpoint asked to wait {wait:.0f} s, {max(0.0, left):.0f} s of "
+                                  "the time budget are left") from exc
+        return wait
+
+
+def _seconds_left(budget) -> float | None:
+    """Seconds a budget with a time cap has left for this phase (None: no time cap)."""
+    own = getattr(budget, "max_seconds", None)
+    if own is None:
+        run = getattr(budget, "run", None)  # a proposer's charge: the run's clock
+        return _seconds_left(run) if run is not None else None
+    return own - getattr(budget, "reserved_seconds", 0.0) - budget.elapsed
 
 
 @lru_cache(maxsize=1)
@@ -137,9 +176,19 @@ def _metered_lm_class():
         def forward(self, *args, **kwargs):
             from tenacity import Retrying, retry_if_exception, stop_after_attempt
 
-            retrying = Retrying(stop=stop_after_attempt(max(1, self.attempts)), wait=_RetryAfterOrJitter(),
-                                retry=retry_if_exception(is_transient), reraise=True)
-            return retrying(self._attempt, *args, **kwargs)
+            retrying = Retrying(stop=stop_after_attempt(max(1, self.attempts)), wait=_RetryAfterOrJitter(
+                budget=self.budget), retry=retry_if_exception(is_transient), reraise=True)
+            fresh = {}  # after an empty reply, DSPy's cache (which may hold it) is skipped
+
+            def once():
+                response = self._attempt(*args, **{**kwargs, **fresh})
+                problem = _reply_problem(response)
+                if problem:
+                    fresh["cache"] = False
+                    raise EmptyReplyError(problem)
+                return response
+
+            return retrying(once)
 
         def _attempt(self, *args, **kwargs):
             url = self.kwargs.get("api_base")

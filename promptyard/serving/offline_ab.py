@@ -34,7 +34,7 @@ def compare_prompts(settings: Settings, ref_a: str, ref_b: str, dataset: str, *,
         raise UserError(f"{ref_a} and {ref_b} are the same version ({version_a.name}/{version_a.version}): "
                         "compare two different versions.")
     result_a, result_b = scorer.score(version_a, version_b)  # interleaved: a burst hits both alike
-    scores_a, scores_b = paired_scores(result_a, result_b)  # only examples answered by both
+    scores_a, scores_b = paired_scores(result_a, result_b)  # a failed request counts for A, against B
     comparison = paired_bootstrap(scores_a, scores_b, confidence=confidence)
     binary = is_binary(scores_a + scores_b)
     test = mcnemar(scores_a, scores_b) if binary else None

@@ -66,3 +66,24 @@ def test_a_raising_metric_stops_with_a_clear_error(monkeypatch):
         with pytest.raises(UserError, match="Metric 'helpers:broken_metric' raised ValueError: this metric is broken"):
             score_template(SEED_TEMPLATE, tiny_rows(2), lm=lm, metric=get_metric("helpers:broken_metric"),
                            input_fields=["text"], label_field="label")
+
+
+def test_failures_on_the_candidates_hard_examples_cannot_make_a_gain():
+    """The seed is right and the candidate wrong on 8 of 400 examples; if exactly those requests of the
+    candidate fail, dropping them would turn a tie into a significant gain. Counted against the
+    candidate, they cannot."""
+    from promptyard.evaluation import ExampleResult, ScoreResult, paired_bootstrap, paired_scores
+
+    def result(scores):
+        return ScoreResult(template="t", examples=[ExampleResult({}, "", "", "", s, 0.0, error="" if s is not None
+                                                                 else "500") for s in scores])
+
+    seed = [1.0] * 8 + [1.0, 0.0] * 196
+    candidate = [0.0] * 8 + [1.0, 1.0] * 196  # better elsewhere, worse on the first 8
+    failed = [None] * 8 + candidate[8:]
+    dropped = paired_bootstrap(seed[8:], candidate[8:], confidence=0.95, seed=0)
+    assert dropped.low > 0  # what dropping the failed examples from both arms would conclude
+    before, after = paired_scores(result(seed), result(failed))
+    assert (before, after) == (seed, candidate)  # every example, the failures as wrong answers of the candidate
+    before, after = paired_scores(result([None] * 8 + seed[8:]), result(candidate))
+    assert before == seed  # and the seed's failures as right answers of the seed

@@ -108,7 +108,7 @@ def test_too_many_errors_on_the_test_split_refuses_to_decide(fake_llm, tiny_data
     assert [int(v.version) for v in seeded.versions("sentiment")] == [1]
 
 
-def test_a_few_errors_are_left_out_of_both_arms_not_scored_wrong(fake_llm, tiny_dataset, seeded, monkeypatch):
+def test_a_failed_request_counts_against_the_candidate(fake_llm, tiny_dataset, seeded, monkeypatch):
     monkeypatch.setenv("PROMPTYARD_LM_ATTEMPTS", "1")
     monkeypatch.setenv("PROMPTYARD_MAX_ERROR_RATE", "0.05")
     get_settings.cache_clear()
@@ -116,8 +116,43 @@ def test_a_few_errors_are_left_out_of_both_arms_not_scored_wrong(fake_llm, tiny_
     fake_llm.fail_when = lambda r: "500" if r["messages"][-1]["content"].endswith(first) and \
         "carefully" in r["messages"][-1]["content"] else None
     summary = run(tiny_dataset)
-    assert summary.test.n == 39  # the example the candidate could not answer is dropped from both arms
-    assert summary.test.candidate == 1.0 and summary.registered_version == 2
+    assert summary.test.n == 40  # every example: the one the candidate could not answer is a wrong answer for it
+    assert summary.test.candidate == 39 / 40 and summary.registered_version == 2
+
+
+def test_a_resumed_run_does_not_replay_an_outage(fake_llm, tiny_dataset, seeded, monkeypatch, tmp_path):
+    """Scores with too many failed requests are never cached: the same command on a healthy endpoint
+    scores afresh (with resume on) instead of refusing again from the cache."""
+    monkeypatch.setenv("PROMPTYARD_RESUME", "true")
+    monkeypatch.setenv("PROMPTYARD_LM_ATTEMPTS", "2")
+    get_settings.cache_clear()
+    test_rows = [r["text"] for r in load_dataset(tiny_dataset).rows("test")][:4]
+    fake_llm.fail_when = lambda r: "500" if r["messages"][-1]["content"].rsplit("Review: ", 1)[-1] in test_rows \
+        else None
+    assert run(tiny_dataset).decision.startswith("refused to decide: The test split: 4 of 40 requests failed")
+    fake_llm.fail_when = None
+    served = len(fake_llm.requests)
+    again = run(tiny_dataset)
+    assert again.registered_version == 2, again.decision
+    assert len(fake_llm.requests) - served == 80  # the test split scored again; the rest came from the cache
+
+
+def test_empty_replies_are_retried_and_never_scored(fake_llm, tiny_dataset, seeded, monkeypatch):
+    """A 200 with no answer in it (empty or null content, no choices) is a failed request: retried past
+    DSPy's cache, and when it persists an error, not a wrong answer that would sink the seed."""
+    monkeypatch.setenv("PROMPTYARD_LM_ATTEMPTS", "2")
+    get_settings.cache_clear()
+    test_rows = [r["text"] for r in load_dataset(tiny_dataset).rows("test")][:3]
+    fake_llm.fail_when = lambda r: "empty" if r["messages"][-1]["content"].rsplit("Review: ", 1)[-1] in test_rows \
+        and "carefully" not in r["messages"][-1]["content"] else None
+    summary = run(tiny_dataset)
+    assert summary.decision.startswith("refused to decide: The test split: 3 of 40 requests failed"), summary.decision
+    assert "answered 200 with no" in summary.decision and summary.registered_version is None
+    fake_llm.fail_when = None
+    monkeypatch.setenv("PROMPTYARD_LM_ATTEMPTS", "6")
+    get_settings.cache_clear()
+    fake_llm.burst("empty", 6)  # within the retries: the answers come on a later attempt
+    assert run(tiny_dataset).registered_version == 2
 
 
 def test_a_programming_error_fails_at_once_and_is_not_retried(fake_llm, tiny_dataset, seeded, monkeypatch):

@@ -145,3 +145,14 @@ def test_a_winner_not_above_the_majority_label_is_said_so():
     plain = json.loads(json.dumps(result.to_dict()))
     assert plain["reference_test"]["majority_label"] == "negative"
     assert [v["significant"] for v in plain["versus_majority"]] == [False, False]
+
+
+def test_a_flaky_endpoint_gets_room_for_its_retries_on_the_test_split():
+    import math
+
+    plan = BudgetPlan(max_calls=2000, validation=100, test=200)
+    assert plan.test_reserve["calls"] == 400  # a clean endpoint: one attempt per request
+    flaky = plan.measured(100, 5000, 10.0, attempts_per_request=1.25)  # a fifth of attempts failing
+    assert flaky.test_reserve["calls"] == math.ceil(400 * 1.25 * (1 + BudgetPlan.RETRY_HEADROOM))
+    assert flaky.held_for_test == flaky.test_reserve["calls"]
+    assert flaky.affordable_candidates(0, 50) < plan.affordable_candidates(0, 50)
