@@ -60,6 +60,7 @@ SCENARIOS = (
     Scenario("12 outcomes per unit", 12),
     Scenario("reallocation 0.5→0.8, base 0.25→0.35", 1, shares=(0.5, 0.6, 0.7, 0.8), base=(0.25, 0.35), units=20000),
     Scenario("lognormal latency at tolerance (+20%)", 5, latency_ratio=1.2),
+    Scenario("5% canary at a 3% base rate", 1, shares=(0.05,), base=(0.03, 0.03), units=40000),
 )
 
 

@@ -129,6 +129,9 @@ def contrast_path(outcomes: Outcomes, metric: str, control: int, treatment: int,
     centre = (S + 0.5) / (N + 1.0) if binary else mean  # smoothed for binary: never a zero variance
     resid = np.maximum(SS - 2 * centre * SN + centre * centre * NN, 0.0)
     var = resid / (safe_n * safe_n) * M / np.maximum(M - 1, 1)
+    if binary:  # no less than independent outcomes at the two arms' pooled rate: an arm that has seen no event yet
+        pooled = (S.sum(-1, keepdims=True) + 0.5) / (N.sum(-1, keepdims=True) + 1.0)  # (a 5% canary at a 3% base
+        var = np.maximum(var, pooled * (1 - pooled) / safe_n)  # rate) must not look certain of a zero rate
     var = np.maximum(var, 1e-12 * np.maximum(mean * mean, 1e-6))
     included = (M[..., 0] >= 2) & (M[..., 1] >= 2)
     h = np.where(included, M[..., 0] * M[..., 1] / np.maximum(M[..., 0] + M[..., 1], 1), 0.0)
