@@ -8,14 +8,18 @@ what is queued with `EventStore.write_batch`, one transaction per batch, in the 
 - Clean exit: `PromptClient.close()` and an `atexit` hook write everything still queued, so after
   a normal shutdown the rows written equal the rows recorded.
 - Crash: a process killed without running its exit handlers (SIGKILL, out of memory, power loss)
-  loses the events recorded since the last write — at most `interval` seconds of them while the
-  store answers. While the store does not answer, rows are kept and retried with backoff (up to
-  5 s between tries); past `max_pending` rows the oldest are dropped, each drop logged as an error.
+  loses the events recorded since the last write — at most `interval` seconds of them, and never
+  more than `backlog` rows (default 10,000) while the store answers: a process that records faster
+  than the store takes rows writes a batch itself on the request path (backpressure) once that
+  many wait. While the store does not answer, rows are kept and retried with backoff (up to 5 s
+  between tries); past `max_pending` rows the oldest are dropped, each drop logged as an error.
 - Outcomes are checked at once when this process issued the assignment (unknown format, or a
   second outcome: an error raised to the caller). An outcome for an assignment another process
   issued (the id string passed along) is matched to its exposure when written; if that exposure
   has not reached the store within `grace` seconds (default 60) the outcome is dropped and logged
-  as an error, and counted in `stats()["dropped"]`.
+  as an error, and counted in `stats()["dropped"]`. `close()` waits up to `close_grace` seconds
+  (default 5) for such exposures (the other process writes them within its own interval) before it
+  gives up on them.
 - `fork()` waits for a write under way to finish; the child starts with an empty queue (the
   parent's rows stay the parent's to write) and its own connections.
 """
@@ -44,9 +48,10 @@ class EventWriter:
     """Queue A/B events in memory and write them in batches from a background thread."""
 
     def __init__(self, store: EventStore, *, interval: float = 0.2, batch: int = 2000, max_pending: int = 1_000_000,
-                 grace: float = 60.0, track: int = 200_000):
+                 grace: float = 60.0, track: int = 200_000, backlog: int = 10_000, close_grace: float = 5.0):
         self.store = store
         self.interval, self.batch, self.max_pending, self.grace, self.track = interval, batch, max_pending, grace, track
+        self.backlog, self.close_grace = backlog, close_grace
         self._start_lock = threading.Lock()
         self._reset()
         register_buffer(store.url, self)
@@ -61,6 +66,8 @@ class EventWriter:
         self._write_lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._closed = False
+        self._give_up = False  # at the end of close(): outcomes still without an exposure are dropped
+        self._store_down_until = 0.0  # the background writer's backoff: no backpressure while the store is away
         self.counts = {"exposures": 0, "outcomes": 0, "dropped": 0, "duplicates": 0}
 
     # -- the request path ------------------------------------------------------------------------
@@ -94,8 +101,17 @@ class EventWriter:
         self._queue.append(row)
         if self._thread is None:
             self._start()
+        elif len(self._queue) >= self.backlog and time.monotonic() >= self._store_down_until:
+            self._catch_up()  # recording faster than the store takes rows: this caller writes (backpressure)
         elif len(self._queue) >= self.batch:
             self._wake.set()
+
+    def _catch_up(self) -> None:
+        """Write the backlog on the request path, so what a crash can lose stays bounded by `backlog` rows."""
+        try:
+            self.flush()
+        except Exception:  # the store went away: the background writer keeps the rows and backs off
+            self._store_down_until = time.monotonic() + _MAX_BACKOFF
 
     # -- writing ---------------------------------------------------------------------------------
     def _start(self) -> None:
@@ -114,6 +130,7 @@ class EventWriter:
                 wait = self.interval
             except Exception as exc:  # the store does not answer: keep the rows, try again later
                 wait = min(max(wait * 2, 0.5), _MAX_BACKOFF)
+                self._store_down_until = time.monotonic() + wait
                 log.warning("A/B event store %s unreachable (%s: %s); %d events kept, next try in %.1f s",
                             self.store._where(), type(exc).__name__, exc, len(self._queue), wait)
 
@@ -144,7 +161,7 @@ class EventWriter:
         waiting = {}
         for row in unresolved:
             first_seen = self._deferred.get(row[1], (now, row))[0]
-            if now - first_seen >= self.grace or self._closed:
+            if now - first_seen >= self.grace or self._give_up:
                 self.counts["dropped"] += 1
                 log.error("dropped the outcome of assignment %s: %s has no exposure with that id after %.0f s (record "
                           "outcomes for ids returned by client.assign against the same event store)",
@@ -177,6 +194,12 @@ class EventWriter:
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout)
+        self.flush()
+        deadline = time.monotonic() + self.close_grace  # outcomes of another process' assignments: its writer
+        while self._deferred and time.monotonic() < deadline:  # writes their exposures within its interval
+            time.sleep(min(0.05, self.interval))
+            self.flush()
+        self._give_up = True
         self.flush()
 
 

@@ -95,10 +95,40 @@ def test_an_outcome_for_another_process_assignment_waits_for_its_exposure(runnin
     recorder.close()
 
 
+def test_closing_right_after_an_outcome_for_another_process_assignment_writes_it(running, tmp_path):
+    """The recorder shuts down before the issuer's next timed write: close() waits for the exposure
+    (within `close_grace`) instead of dropping the outcome."""
+    issuer, recorder = client(tmp_path, "issuer", flush_interval=0.2), client(tmp_path, "recorder", flush_interval=0.2)
+    assignments = [issuer.assign("support@production", f"user-{i}") for i in range(300)]
+    for a in assignments:
+        recorder.record_outcome(a.id, 1)
+    started = time.monotonic()
+    recorder.close()
+    assert time.monotonic() - started < recorder.writer.close_grace
+    assert recorder.writer.stats() == {"exposures": 0, "outcomes": 300, "dropped": 0, "duplicates": 0, "pending": 0}
+    issuer.close()
+    assert len(EventStore(issuer.events_url).observations(running.id)) == 300
+
+
+def test_a_process_recording_faster_than_the_store_writes_keeps_its_backlog_bounded(running, tmp_path):
+    """What a crash can lose is what waits in memory: never more than `backlog` rows, however fast the app
+    records (the recording thread writes a batch itself once that many wait)."""
+    app = client(tmp_path, flush_interval=60.0)  # the timed writer would not come for a minute
+    app.assign("support@production", "warm-up")
+    app.writer.backlog = 100
+    most = 0
+    for i in range(2000):
+        app.record_outcome(app.assign("support@production", f"u{i % 97}"), i % 2)
+        most = max(most, app.writer.stats()["pending"])
+    assert most <= 100 and app.writer.stats()["exposures"] + app.writer.stats()["outcomes"] >= 3900
+    app.close()
+    assert len(EventStore(app.events_url).observations(running.id)) == 2000
+
+
 def test_an_outcome_whose_exposure_never_arrives_is_dropped_and_logged(running, tmp_path, caplog):
     app = client(tmp_path, flush_interval=60.0)
     app.record_outcome("0" * 32, 1)
-    app.writer.grace = 0.0
+    app.writer.grace, app.writer.close_grace = 0.0, 0.0
     with caplog.at_level(logging.ERROR, logger="promptyard.serving"):
         app.flush()
     assert app.writer.stats()["dropped"] == 1 and app.writer.stats()["pending"] == 0
