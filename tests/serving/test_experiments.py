@@ -69,6 +69,7 @@ def test_reallocated_weights_keep_units_on_their_first_version(experiments, tmp_
     experiment = experiments.start("support@production", {1: 0.5, 2: 0.5}, thompson=True)
     app = client(tmp_path, ttl=0.0)
     before = {u: app.assign("support@production", f"u{u}").version for u in range(200)}
+    app.flush()  # written, as the background writer does within its interval (the fresh client may be elsewhere)
     experiments.update(experiment.with_weights({1: 0.05, 2: 0.95}))
     fresh = client(tmp_path, "fresh")
     assert all(fresh.assign("support@production", f"u{u}").version == v for u, v in before.items())
