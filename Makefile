@@ -21,7 +21,7 @@ demo: setup
 	$(BIN)/promptyard demo
 
 test: setup
-	tests/loopback_only.sh $(BIN)/pytest
+	tests/loopback_only.sh $(BIN)/pytest -n 2 --dist loadfile
 
 up: setup
 	$(BIN)/promptyard up

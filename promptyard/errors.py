@@ -13,6 +13,7 @@
     ├── BudgetExhausted                acts = "user": the run spent its budget (work so far is kept)
     ├── ServiceError                   acts = "service": a service the run needs is not there
     │   ├── EndpointUnreachableError   the LLM endpoint does not answer
+    │   ├── EmptyReplyError            the LLM endpoint answered 200 with no answer in it
     │   ├── TrackingUnavailableError   the MLflow tracking server does not answer
     │   ├── OrchestratorUnavailableError  the Prefect API does not answer
     │   └── TooManyErrorsError         too many requests failed after their retries to decide honestly
@@ -40,6 +41,7 @@ __all__ = [
     "BudgetExhausted",
     "ServiceError",
     "EndpointUnreachableError",
+    "EmptyReplyError",
     "TrackingUnavailableError",
     "OrchestratorUnavailableError",
     "TooManyErrorsError",
@@ -101,6 +103,11 @@ class ServiceError(PromptyardError):
 
 class EndpointUnreachableError(ServiceError):
     """The OpenAI-compatible LLM endpoint does not answer."""
+
+
+class EmptyReplyError(ServiceError):
+    """The LLM endpoint answered 200 with no answer in it (no choices, empty or null content): retried,
+    then a failed request, never a wrong answer."""
 
 
 class TrackingUnavailableError(ServiceError):

@@ -36,9 +36,23 @@ def isolated(tmp_path, monkeypatch):
     monkeypatch.setenv("PROMPTYARD_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("PROMPTYARD_MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     monkeypatch.setenv("PROMPTYARD_EXPERIMENT", "tests")
+    for leaked in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD",
+                   "PREFECT_API_URL"):
+        monkeypatch.delenv(leaked, raising=False)  # set by an earlier test (mlflow.set_tracking_uri, a CLI call)
     get_settings.cache_clear()
     yield tmp_path
     get_settings.cache_clear()
+    _forget_mlflow_uris()
+
+
+def _forget_mlflow_uris() -> None:
+    """MLflow keeps the tracking and registry URIs a test set in module globals: no test inherits them."""
+    import sys
+
+    for module, name in (("mlflow.tracking._tracking_service.utils", "_tracking_uri"),
+                         ("mlflow.tracking._model_registry.utils", "_registry_uri")):
+        if module in sys.modules and hasattr(sys.modules[module], name):
+            setattr(sys.modules[module], name, None)
 
 
 @pytest.fixture

@@ -191,7 +191,7 @@ def test_registry_writes_only_through_governance():
 
     public = sorted(m for m in vars(Registry) if not m.startswith("_") and callable(getattr(Registry, m)))
     assert public == ["alias_version", "aliases", "check", "created_at", "declared_contract", "find_version",
-                      "generation", "get", "get_with_prompt", "list", "prompt", "prompt_tags", "template",
+                      "generation", "get", "get_with_prompt", "has_version", "list", "prompt", "prompt_tags", "template",
                       "template_text", "versions"]
     writes = ("._register(", "._set_alias(", "._set_version_tags(", "._delete_version_tag(", "._set_prompt_tag(",
               "._delete_prompt_tag(")

@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 from pydantic import SecretStr
 
-from promptyard.errors import EndpointUnreachableError
+from promptyard.errors import EmptyReplyError, EndpointUnreachableError
 from promptyard.runtime.settings import Settings, get_settings
 
 __all__ = ["Endpoint", "check_endpoint", "make_lm", "is_transport_error", "is_transient"]
@@ -103,12 +103,6 @@ def is_transient(exc: BaseException) -> bool:
     if is_retryable_lm_error(exc) or isinstance(exc, EmptyReplyError):
         return True
     return isinstance(exc, LMProviderError) and getattr(exc, "status", None) == 200  # a success whose body is broken
-
-
-class EmptyReplyError(RuntimeError):
-    """A 200 that carries no answer: no choices, no content, or only whitespace (e.g. cut off at max_tokens
-    before any text). Retried without DSPy's cache; after its retries it is a failed request, never a wrong
-    answer."""
 
 
 def _reply_problem(response) -> str | None:

@@ -81,7 +81,8 @@ def test_export_refuses_names_that_would_share_a_file_and_writes_nothing(tmp_pat
     import mlflow
 
     governed(registry).register("a.b", "One {{q}}")
-    mlflow.MlflowClient(get_settings().tracking_uri).create_prompt("a..b")  # made outside promptyard
+    uri = get_settings().tracking_uri
+    mlflow.MlflowClient(uri, uri).create_prompt("a..b")  # made outside promptyard
     message = _fails("prompts", "export", "--dir", str(tmp_path / "out"))
     assert "Prompt name(s) 'a..b' cannot be exported: empty parts between dots make file names ambiguous. Nothing " \
            "was written" in message
