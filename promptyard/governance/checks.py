@@ -73,7 +73,13 @@ class PromotionChecks:
     # -- the audit log, for this incarnation of the prompt ------------------------------------------
     def _current(self, name: str, entries: list[AuditEntry]) -> list[AuditEntry]:
         born = self.registry.created_at(name)
-        deleted = [e.seq for e in self.audit.find("delete", prompt=name) if e.version is None]
+        # a deletion ends what the log knew of the name only if the prompt was re-created after it (created no
+        # earlier, and its version 1 registered again later in the log): a "delete" entry appended while the
+        # prompt lives on is not a deletion
+        reborn = [e.seq for e in self.audit.find("register", prompt=name, version=1)]
+        deleted = [e.seq for e in self.audit.find("delete", prompt=name)
+                   if e.version is None and born is not None and _seconds(e) <= born + _SKEW
+                   and (any(seq > e.seq for seq in reborn) or "renamed_from" in (e.after or ""))]
         after = max(deleted, default=0)
         return [e for e in entries if born is not None and _seconds(e) >= born - _SKEW and e.seq > after]
 

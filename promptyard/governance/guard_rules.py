@@ -31,6 +31,7 @@ from promptyard.governance.experiment_rules import reallocation_problem
 from promptyard.governance.tags import (
     APPROVAL,
     EVIDENCE,
+    EVIDENCE_METRICS,
     EXPERIMENT,
     IMMUTABLE_VERSION_KEYS,
     IS_PROMPT,
@@ -46,7 +47,7 @@ from promptyard.governance.tags import (
 )
 from promptyard.registry import TAG_CONTRACT
 
-__all__ = ["WRITES", "RUN_WRITES", "BEHIND_THE_GUARD", "read_request", "check", "check_run_tags"]
+__all__ = ["WRITES", "RUN_WRITES", "BEHIND_THE_GUARD", "read_request", "check", "check_run_tags", "named_runs"]
 
 WRITES = {  # MLflow's view function -> the registry write it makes
     "_create_registered_model": "registered-models/create", "_rename_registered_model": "registered-models/rename",
@@ -69,7 +70,7 @@ BEHIND_THE_GUARD = {  # MLflow endpoints that write prompts from inside the serv
 }
 RUN_WRITES = {  # MLflow's view functions that write run tags: evidence is stamped with the login that wrote it
     "_create_run": "runs/create", "_set_tag": "runs/set-tag", "_delete_tag": "runs/delete-tag",
-    "_log_batch": "runs/log-batch",
+    "_log_batch": "runs/log-batch", "_log_metric": "runs/log-metric",
 }
 _LINKS = frozenset({"mlflow.prompt.associatedRunIds", "_mlflow_experiment_ids"})  # MLflow's links to runs: editors
 _PREFIXES = (RESERVED, "mlflow.prompt.", "_mlflow_")
@@ -249,7 +250,7 @@ def _check_removal(governance: Governance, action: str, name: str, data: dict):
                                                "approvals, evidence, stays with the old name)")
     holding = []
     for alias in sorted(governance.policy.protected_aliases):
-        current = governance.registry.alias_version(name, alias)
+        current = governance.promotion.standing(name, alias)  # on it now, or last (a removed alias still counts)
         split = read_note(governance.registry.prompt_tags(name).get(EXPERIMENT + alias) or "null")
         in_split = {str(v) for v in split.get("weights") or {}} if isinstance(split.get("weights"), dict) else set()
         if current is not None and (version is None or current == version):
@@ -258,7 +259,7 @@ def _check_removal(governance: Governance, action: str, name: str, data: dict):
             holding.append(f"{alias} traffic (A/B split)")
     if holding:
         governance.require("admin", name, f"delete or rename {name}{'/' + str(version) if version else ''}, "
-                                          f"which holds {', '.join(holding)}")
+                                          f"which holds (or last held) {', '.join(holding)}")
     if action == "registered-models/rename":
         return "renamed", name, None, None, data["new_name"]
     return "deleted", name, version, None, action
@@ -338,9 +339,30 @@ def _check_approval(governance: Governance, name: str, version: int, key: str, v
                                     + ("they registered it (four eyes)." if author else "its author is unknown."))
 
 
+RUN_ID_FIELDS = ("run_id", "runId", "run_uuid", "runUuid")  # every spelling MLflow's handlers accept
+
+
+def named_runs(body, args) -> set[str]:
+    """Every run a request names, in every spelling MLflow reads (body and query string). MLflow's permission
+    check reads `run_id` alone while its handlers also take `runId` or `run_uuid`: a request naming two runs
+    could be checked on one and carried out on the other."""
+    if isinstance(body, str):
+        try:
+            body = json.loads(body)
+        except json.JSONDecodeError:
+            body = None
+    found = set()
+    for source in (body if isinstance(body, dict) else {}, args or {}):
+        for name in RUN_ID_FIELDS:
+            value = source.get(name)
+            if value not in (None, ""):
+                found.add(str(value))
+    return found
+
+
 def check_run_tags(body, action: str) -> str | None:
-    """A write of run tags: refuse the server's own stamp (and look-alikes); return the run id when the
-    write carries evidence tags (the server then stamps the login on the run), else None."""
+    """A write of run tags or metrics: refuse the server's own stamp (and look-alikes); return the run id when
+    the write touches evidence (its tags or metrics: the server then stamps the login on the run), else None."""
     if isinstance(body, str):  # MLflow decodes a JSON string body a second time (old clients)
         try:
             body = json.loads(body)
@@ -349,20 +371,25 @@ def check_run_tags(body, action: str) -> str | None:
     data = {} if body is None else body
     if not isinstance(data, dict):
         raise _malformed(f"the body must be a JSON object, got {type(data).__name__}")
-    tags = data.get("tags")
-    if tags is not None and not (isinstance(tags, list) and all(isinstance(t, dict) and isinstance(t.get("key"), str)
-                                                                for t in tags)):
-        raise _malformed("tags must be a list of {\"key\": ..., \"value\": ...}")
+    for field in ("tags", "metrics"):
+        rows = data.get(field)
+        if rows is not None and not (isinstance(rows, list) and all(isinstance(t, dict) and isinstance(
+                t.get("key"), str) for t in rows)):
+            raise _malformed(f"{field} must be a list of {{\"key\": ..., ...}}")
     if "key" in data and not isinstance(data["key"], str):
         raise _malformed(f"key must be a string, got {data['key']!r}")
-    keys = [t["key"] for t in tags or []] + ([data["key"]] if "key" in data else [])
-    for key in keys:
+    single = [data["key"]] if "key" in data else []
+    tag_keys = [t["key"] for t in data.get("tags") or []] + (single if action != "runs/log-metric" else [])
+    metric_keys = [m["key"] for m in data.get("metrics") or []] + (single if action == "runs/log-metric" else [])
+    for key in tag_keys:
         if looks_like(_fold(key)[:len(LOGGED_BY)], LOGGED_BY):
             raise PermissionDeniedError(f"tag {key!r} on a run is written by the guarded server alone (the login that "
                                         "logged its evidence).")
-    if action == "runs/delete-tag" or not any(_fold(key).startswith(EVIDENCE) for key in keys):
+    touched = any(_fold(key).startswith(EVIDENCE) for key in tag_keys) or any(
+        _fold(key) in EVIDENCE_METRICS for key in metric_keys)
+    if action == "runs/delete-tag" or not touched:
         return None
-    run_id = data.get("run_id") or data.get("run_uuid")
-    if action != "runs/create" and not (isinstance(run_id, str) and run_id):
+    runs = named_runs(data, None)
+    if action != "runs/create" and len(runs) != 1:
         raise _malformed("run_id missing")
-    return run_id or ""
+    return next(iter(runs), "")

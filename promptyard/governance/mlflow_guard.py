@@ -20,7 +20,9 @@ It runs MLflow's basic-auth first, then, for prompts (every registry write path 
 - prompt-level tags: the contract needs an approver; an A/B split on a protected alias needs an
   approver to start (an editor may reallocate one started with reallocation on, or end one);
   any other `promptyard.*` key, and making a model a prompt or not, need admin;
-- evidence: a run's `promptyard.evidence.*` tags get the login that wrote them stamped on the run
+- evidence: a run's `promptyard.evidence.*` tags and evidence metrics get the login that wrote them
+  stamped on the run; a request that names a run twice (run_id / runId / run_uuid disagreeing, which
+  MLflow's permission check and its handlers read differently) is refused
   (`promptyard.logged_by`, which no client may write), and promotion here counts evidence only when
   that login is the one its audit entry names;
 - every change it allows, and every refusal (MLflow's own permission refusals too), is appended to
@@ -44,7 +46,15 @@ from promptyard.errors import PermissionDeniedError, PromptyardError, UserError
 from promptyard.governance.actions import Governance
 from promptyard.governance.audit import AuditLog
 from promptyard.governance.checks import template_digest
-from promptyard.governance.guard_rules import BEHIND_THE_GUARD, RUN_WRITES, WRITES, check, check_run_tags, read_request
+from promptyard.governance.guard_rules import (
+    BEHIND_THE_GUARD,
+    RUN_WRITES,
+    WRITES,
+    check,
+    check_run_tags,
+    named_runs,
+    read_request,
+)
 from promptyard.governance.policy import load_policy
 from promptyard.governance.tags import APPROVAL, EXPERIMENT, LOGGED_BY, REJECTION, TAG_AUTHOR, read_note
 from promptyard.registry import Registry
@@ -121,6 +131,12 @@ def _guard():
     from flask import g, request
 
     endpoint = request.endpoint or ""
+    if request.method != "GET" and len(named_runs(request.get_json(force=True, silent=True), request.args)) > 1:
+        exc = PermissionDeniedError(f"malformed request: {request.method} {request.path} names more than one run "
+                                    "(run_id, runId, run_uuid, runUuid disagree); name the run once.")
+        governance = _governance(_user() or ANONYMOUS)
+        governance.record_refusal(exc, f"{request.method} {request.path}", None)
+        return _refuse(str(exc))
     if endpoint in RUN_WRITES:
         return _guard_run_tags(RUN_WRITES[endpoint])
     if endpoint not in WRITES and endpoint not in BEHIND_THE_GUARD:

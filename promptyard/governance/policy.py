@@ -131,7 +131,24 @@ def current_user(tracking_uri: str | None = None) -> str:
     if server_user:
         confirm_login(tracking_uri.rstrip("/"), server_user, os.environ.get("MLFLOW_TRACKING_PASSWORD") or "")
         return server_user
+    if tracking_uri.startswith("http") and _asks_for_login(tracking_uri.rstrip("/")):
+        raise PermissionDeniedError(f"MLflow at {tracking_uri} authenticates its users, so promptyard acts only as a "
+                                    "login it confirms: set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD "
+                                    "(PROMPTYARD_USER names nobody here).")
     return os.environ.get("PROMPTYARD_USER") or getpass.getuser()
+
+
+@functools.lru_cache(maxsize=32)
+def _asks_for_login(server: str) -> bool:
+    """Whether the server refuses anonymous requests (False when it does not answer: the caller's own call
+    to it will say so)."""
+    import httpx
+
+    try:
+        return httpx.get(f"{server}/api/2.0/mlflow/experiments/get-by-name", params={"experiment_name": "Default"},
+                         timeout=10).status_code == 401
+    except httpx.HTTPError:
+        return False
 
 
 @functools.lru_cache(maxsize=32)

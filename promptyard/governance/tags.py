@@ -15,7 +15,8 @@ it; a user's own tags (`--tag`, prompt files, `set_prompt_tags`) may not use the
   created: versions are immutable.
 
 Evidence is a set of run tags (`promptyard.evidence.*`) and metrics, anchored in the audit log; a
-guarded server stamps `promptyard.logged_by` (the login that wrote them) on the run.
+guarded server stamps `promptyard.logged_by` (the login that last wrote them, or the evidence metrics)
+on the run.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import json
 
 from promptyard.errors import PermissionDeniedError
 
-__all__ = ["TAG_AUTHOR", "LOGGED_BY", "APPROVAL", "REJECTION", "EVIDENCE", "RESERVED", "EXPERIMENT", "PROVENANCE_KEYS",
+__all__ = ["TAG_AUTHOR", "LOGGED_BY", "EVIDENCE_METRICS", "APPROVAL", "REJECTION", "EVIDENCE", "RESERVED", "EXPERIMENT", "PROVENANCE_KEYS",
            "MLFLOW_PROMPT_KEYS", "IMMUTABLE_VERSION_KEYS", "IS_PROMPT", "evidence_tags", "read_note", "fold", "looks_like",
            "is_reserved",
            "refuse_reserved"]
@@ -35,6 +36,7 @@ APPROVAL = "promptyard.approval."
 REJECTION = "promptyard.rejection."
 EVIDENCE = "promptyard.evidence."
 EXPERIMENT = "promptyard.ab."
+EVIDENCE_METRICS = ("evidence_diff", "evidence_diff_low", "evidence_n", "evidence_confidence")  # on its run
 LOGGED_BY = "promptyard.logged_by"  # on a run: the login that last wrote its evidence tags (stamped by the server)
 PROVENANCE_KEYS = frozenset(f"promptyard.{key}" for key in (
     "parent_version", "optimizer", "dataset", "dataset_digest", "seed", "parent_run_id", "candidate_run_id",

@@ -155,6 +155,12 @@ def test_a_claimed_login_is_confirmed_before_it_acts(server, login, monkeypatch,
     assert result.exit_code == 1 and "refused the login 'admin'" in result.output, result.output
     assert "Traceback" not in result.output
     assert policy_file.read_text() == before and len(audit_entries(root, None)) == entries
+    monkeypatch.delenv("MLFLOW_TRACKING_USERNAME")
+    monkeypatch.delenv("MLFLOW_TRACKING_PASSWORD")
+    result = CliRunner().invoke(cli, ["policy", "apply", str(evil), "--reason", "routine"],
+                                env={"PROMPTYARD_USER": "admin"})  # a name with no login behind it
+    assert result.exit_code == 1 and "authenticates its users" in result.output, result.output
+    assert policy_file.read_text() == before and len(audit_entries(root, None)) == entries
 
 
 def test_mlflows_own_permission_refusals_are_audited(server, login):
@@ -165,3 +171,51 @@ def test_mlflows_own_permission_refusals_are_audited(server, login):
     assert "Permission denied" in refused(bob.delete_prompt, "support-c")
     refusal = [e for e in audit_entries(root, "support-c") if e.action == "refused"][-1]
     assert refusal.user == "bob" and "MLflow's permissions refused it" in refusal.reason
+
+
+def test_evidence_cannot_be_edited_into_another_login_s_run(server, login):
+    """The scheduler's measured run is stamped with its login; whoever else touches its evidence (tags or
+    metrics) becomes the stamp, and a request naming two runs (checked on one, written to the other) is refused."""
+    uri, root = server
+    alice = login("alice")
+    alice.register_prompt("support-d", "Be kind.\n\nQ: {{question}}")
+    alice.set_prompt_alias("support-d", "production", 1)
+    alice.register_prompt("support-d", "Ignore the question.\n\nQ: {{question}}")
+    scheduler = login("scheduler")
+    measured = scheduler.create_run(scheduler.create_experiment("nightly-d")).info.run_id
+    record_evidence(server, "scheduler", measured, prompt="support-d")
+    bob = login("bob")
+    bob.set_prompt_version_tag("support-d", 2, "promptyard.approval.bob", json.dumps({"alias": "production"}))
+    alice = login("alice")
+    own = alice.create_run(alice.create_experiment("alice-d")).info.run_id
+    for path, body in (("runs/set-tag", {"runId": measured, "run_uuid": own, "key": "promptyard.evidence.split",
+                                         "value": "test"}),
+                       ("runs/log-metric", {"runId": measured, "run_uuid": own, "key": "evidence_diff_low",
+                                            "value": 0.5, "timestamp": 0, "step": 0}),
+                       ("runs/update", {"run_id": own, "runUuid": measured, "status": "FINISHED"})):
+        raw = requests.post(f"{uri}/api/2.0/mlflow/{path}", auth=("alice", "alice-password-1"), timeout=10, json=body)
+        assert raw.status_code == 403 and "names more than one run" in raw.json()["message"], (path, raw.text)
+    assert alice.get_run(measured).data.tags["promptyard.logged_by"] == "scheduler"
+    # a plain metric write the server's permissions allow (EDIT for all here): the run is alice's doing now
+    alice.log_metric(measured, "evidence_diff_low", 0.03)
+    assert alice.get_run(measured).data.tags["promptyard.logged_by"] == "alice"
+    assert "was logged by alice" in refused(alice.set_prompt_alias, "support-d", "production", 2)
+    assert _production(alice, "support-d") == 1
+
+
+def test_a_prompt_that_held_production_is_not_reborn_by_an_editor(server, login):
+    uri, root = server
+    alice = login("alice")
+    alice.register_prompt("support-e", "Be kind.\n\nQ: {{question}}")
+    alice.set_prompt_alias("support-e", "production", 1)
+    alice.register_prompt("support-e", "Ignore the question.\n\nQ: {{question}}")
+    # a "delete" entry appended to the audit store while the prompt lives on ends nothing
+    _governance(server, "admin").audit.append("admin", "delete", prompt="support-e", reason="forged")
+    assert "failed: evidence, approval" in refused(alice.set_prompt_alias, "support-e", "production", 2)
+    assert _governance(server, "bob").held("support-e", "production") == {1}
+    # the prompt (or the version) production stood on is the admin's to delete, even with the alias removed
+    login("admin").delete_prompt_alias("support-e", "production")
+    alice = login("alice")
+    assert "needs the admin role" in refused(alice.delete_prompt_version, "support-e", 1)
+    assert "needs the admin role" in refused(alice.delete_prompt, "support-e")
+    assert "failed: evidence, approval" in refused(alice.set_prompt_alias, "support-e", "production", 2)
