@@ -30,12 +30,9 @@ from promptyard.governance.actions import Governance
 from promptyard.governance.experiment_rules import reallocation_problem
 from promptyard.governance.tags import (
     APPROVAL,
-    EVIDENCE,
-    EVIDENCE_METRICS,
     EXPERIMENT,
     IMMUTABLE_VERSION_KEYS,
     IS_PROMPT,
-    LOGGED_BY,
     PROVENANCE_KEYS,
     REJECTION,
     RESERVED,
@@ -47,7 +44,7 @@ from promptyard.governance.tags import (
 )
 from promptyard.registry import TAG_CONTRACT
 
-__all__ = ["WRITES", "RUN_WRITES", "BEHIND_THE_GUARD", "read_request", "check", "check_run_tags", "named_runs"]
+__all__ = ["WRITES", "BEHIND_THE_GUARD", "read_request", "check"]
 
 WRITES = {  # MLflow's view function -> the registry write it makes
     "_create_registered_model": "registered-models/create", "_rename_registered_model": "registered-models/rename",
@@ -67,10 +64,6 @@ BEHIND_THE_GUARD = {  # MLflow endpoints that write prompts from inside the serv
                                                       "straight in the store"),
     "_delete_demo": ("delete MLflow's demo data", "it deletes prompts and their production alias straight in the "
                                                   "store"),
-}
-RUN_WRITES = {  # MLflow's view functions that write run tags: evidence is stamped with the login that wrote it
-    "_create_run": "runs/create", "_set_tag": "runs/set-tag", "_delete_tag": "runs/delete-tag",
-    "_log_batch": "runs/log-batch", "_log_metric": "runs/log-metric",
 }
 _LINKS = frozenset({"mlflow.prompt.associatedRunIds", "_mlflow_experiment_ids"})  # MLflow's links to runs: editors
 _PREFIXES = (RESERVED, "mlflow.prompt.", "_mlflow_")
@@ -337,59 +330,3 @@ def _check_approval(governance: Governance, name: str, version: int, key: str, v
     if key.startswith(APPROVAL) and author in (governance.user, None):
         raise PermissionDeniedError(f"{governance.user} cannot approve {name}/{version}: "
                                     + ("they registered it (four eyes)." if author else "its author is unknown."))
-
-
-RUN_ID_FIELDS = ("run_id", "runId", "run_uuid", "runUuid")  # every spelling MLflow's handlers accept
-
-
-def named_runs(body, args) -> set[str]:
-    """Every run a request names, in every spelling MLflow reads (body and query string). MLflow's permission
-    check reads `run_id` alone while its handlers also take `runId` or `run_uuid`: a request naming two runs
-    could be checked on one and carried out on the other."""
-    if isinstance(body, str):
-        try:
-            body = json.loads(body)
-        except json.JSONDecodeError:
-            body = None
-    found = set()
-    for source in (body if isinstance(body, dict) else {}, args or {}):
-        for name in RUN_ID_FIELDS:
-            value = source.get(name)
-            if value not in (None, ""):
-                found.add(str(value))
-    return found
-
-
-def check_run_tags(body, action: str) -> str | None:
-    """A write of run tags or metrics: refuse the server's own stamp (and look-alikes); return the run id when
-    the write touches evidence (its tags or metrics: the server then stamps the login on the run), else None."""
-    if isinstance(body, str):  # MLflow decodes a JSON string body a second time (old clients)
-        try:
-            body = json.loads(body)
-        except json.JSONDecodeError:
-            raise _malformed("the body is a JSON string that is not JSON itself") from None
-    data = {} if body is None else body
-    if not isinstance(data, dict):
-        raise _malformed(f"the body must be a JSON object, got {type(data).__name__}")
-    for field in ("tags", "metrics"):
-        rows = data.get(field)
-        if rows is not None and not (isinstance(rows, list) and all(isinstance(t, dict) and isinstance(
-                t.get("key"), str) for t in rows)):
-            raise _malformed(f"{field} must be a list of {{\"key\": ..., ...}}")
-    if "key" in data and not isinstance(data["key"], str):
-        raise _malformed(f"key must be a string, got {data['key']!r}")
-    single = [data["key"]] if "key" in data else []
-    tag_keys = [t["key"] for t in data.get("tags") or []] + (single if action != "runs/log-metric" else [])
-    metric_keys = [m["key"] for m in data.get("metrics") or []] + (single if action == "runs/log-metric" else [])
-    for key in tag_keys:
-        if looks_like(_fold(key)[:len(LOGGED_BY)], LOGGED_BY):
-            raise PermissionDeniedError(f"tag {key!r} on a run is written by the guarded server alone (the login that "
-                                        "logged its evidence).")
-    touched = any(_fold(key).startswith(EVIDENCE) for key in tag_keys) or any(
-        _fold(key) in EVIDENCE_METRICS for key in metric_keys)
-    if action == "runs/delete-tag" or not touched:
-        return None
-    runs = named_runs(data, None)
-    if action != "runs/create" and len(runs) != 1:
-        raise _malformed("run_id missing")
-    return next(iter(runs), "")

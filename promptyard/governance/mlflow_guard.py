@@ -46,15 +46,8 @@ from promptyard.errors import PermissionDeniedError, PromptyardError, UserError
 from promptyard.governance.actions import Governance
 from promptyard.governance.audit import AuditLog
 from promptyard.governance.checks import template_digest
-from promptyard.governance.guard_rules import (
-    BEHIND_THE_GUARD,
-    RUN_WRITES,
-    WRITES,
-    check,
-    check_run_tags,
-    named_runs,
-    read_request,
-)
+from promptyard.governance.guard_rules import BEHIND_THE_GUARD, WRITES, check, read_request
+from promptyard.governance.guard_runs import RUN_WRITES, check_run_tags, named_runs
 from promptyard.governance.policy import load_policy
 from promptyard.governance.tags import APPROVAL, EXPERIMENT, LOGGED_BY, REJECTION, TAG_AUTHOR, read_note
 from promptyard.registry import Registry
