@@ -247,12 +247,13 @@ def _check_removal(governance: Governance, action: str, name: str, data: dict):
         split = read_note(governance.registry.prompt_tags(name).get(EXPERIMENT + alias) or "null")
         in_split = {str(v) for v in split.get("weights") or {}} if isinstance(split.get("weights"), dict) else set()
         if current is not None and (version is None or current == version):
-            holding.append(alias)
+            removed = governance.registry.alias_version(name, alias) is None
+            holding.append(f"{alias} (removed since)" if removed else alias)
         elif version is not None and str(version) in in_split:
             holding.append(f"{alias} traffic (A/B split)")
     if holding:
         governance.require("admin", name, f"delete or rename {name}{'/' + str(version) if version else ''}, "
-                                          f"which holds (or last held) {', '.join(holding)}")
+                                          f"which holds {', '.join(holding)}")
     if action == "registered-models/rename":
         return "renamed", name, None, None, data["new_name"]
     return "deleted", name, version, None, action

@@ -120,9 +120,6 @@ class _Sticky:
             self.loading = False
 
     def version(self, client: PromptClient, unit: str) -> int:
-        moved = self.moved.get(unit)
-        if moved is not None:
-            return moved
         if not self.ready.is_set():
             if self.loading:  # once per reallocation: wait for the map (one query)
                 self.ready.wait(_LOAD_WAIT)
@@ -134,7 +131,8 @@ class _Sticky:
                     found = None
                 if found in self.experiment.weights:
                     return found
-        return choose_version(self.experiment, unit)
+        moved = self.moved.get(unit)  # read once the map is loaded (the first assignments wait for it)
+        return moved if moved is not None else choose_version(self.experiment, unit)
 
 
 @dataclass
