@@ -43,6 +43,32 @@ def isolated(tmp_path, monkeypatch):
     yield tmp_path
     get_settings.cache_clear()
     _forget_mlflow_uris()
+    _settle_prefect_services()
+
+
+def _settle_prefect_services(timeout: float = 30.0) -> None:
+    """Prefect's event and log workers are process-wide and keep the API URL of their first item; a later
+    test on another Prefect server (or after that server stopped) would queue behind a dead address, and
+    the session's teardown would wait for every queued item (minutes each). Each test ends with them sent,
+    so the next test starts new ones on its own server; what cannot be sent in `timeout` is dropped."""
+    import sys
+
+    if "prefect._internal.concurrency.services" not in sys.modules:
+        return
+    from prefect._internal.concurrency.services import _QueueServiceBase
+
+    services = list(_QueueServiceBase._instances.values())
+    if not services:
+        return
+    _, stuck = type(services[0]).drain_all(timeout=timeout)
+    if stuck:
+        for service in services:
+            while not service._queue.empty():  # its server is gone: what is queued cannot arrive
+                try:
+                    service._queue.get_nowait()
+                except Exception:
+                    break
+            service._queue.put_nowait(None)
 
 
 def _forget_mlflow_uris() -> None:
