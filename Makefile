@@ -21,7 +21,7 @@ demo: setup
 	$(BIN)/promptyard demo
 
 test: setup
-	tests/loopback_only.sh $(BIN)/pytest -n 2 --dist loadfile
+	tests/loopback_only.sh $(BIN)/pytest -n 2 --dist loadfile --no-loadscope-reorder
 
 up: setup
 	$(BIN)/promptyard up

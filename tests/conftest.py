@@ -110,3 +110,12 @@ def support(registry):
     governed(registry).register("support", "Be brief.\n\nQ: {{question}}")
     governed(registry).set_alias("support", "production", 1)
     return registry
+
+
+def pytest_collection_modifyitems(config, items):
+    """The longest files start first (the bundled model's, then PostgreSQL's): on two workers (`make test`
+    runs `--dist loadfile --no-loadscope-reorder`) they run beside the short ones instead of after them."""
+    def weight(item) -> int:
+        return 0 if item.get_closest_marker("real_model") else 1 if item.get_closest_marker("postgres") else 2
+
+    items.sort(key=weight)
