@@ -14,7 +14,7 @@ import click
 from promptyard.cli import (ab, audit, datasets, evaluate, history, library, optimize, policy, promotion, prompts,
                             release, stack, team)
 from promptyard.cli.common import PromptyardGroup
-from promptyard.runtime import apply_offline_env, quiet_known_errors
+from promptyard.runtime import apply_offline_env, get_settings, quiet_known_errors
 
 __all__ = ["cli", "main"]
 
@@ -31,6 +31,10 @@ def cli() -> None:
       promptyard optimize intent@production --dataset intent_recognition
     """
     apply_offline_env()
+    if get_settings().team_mode:  # the team's Prefect API asks for credentials
+        from promptyard.runtime.postgres import use_prefect_auth
+
+        use_prefect_auth(get_settings())
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # read when MLflow is first imported
     logging.getLogger("mlflow").setLevel(logging.WARNING)
     logging.getLogger("dspy.clients.lm").setLevel(logging.ERROR)

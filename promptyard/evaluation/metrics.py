@@ -13,7 +13,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from promptyard.errors import UserError
 
 __all__ = [
     "Metric",

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from promptyard.errors import PromptNotFoundError, TrackingUnavailableError, UserError
+from promptyard.errors import PromptNotFoundError, TrackingUnavailableError
 from promptyard.runtime import require_answer
 from promptyard.registry.contract import TAG_CONTRACT, Contract
 from promptyard.registry.generation import GenerationConfig

@@ -16,6 +16,7 @@ Prefect's REST API directly (`/v2/concurrency_limits/...`), so it works from any
 from __future__ import annotations
 
 import atexit
+import base64
 import os
 import random
 import re
@@ -46,10 +47,16 @@ def _api(api_url: str) -> str:
     return api_url.rstrip("/")
 
 
+def prefect_headers() -> dict[str, str]:
+    """What Prefect's own client sends to an API that asks for credentials (PREFECT_API_AUTH_STRING)."""
+    auth = os.environ.get("PREFECT_API_AUTH_STRING")
+    return {"Authorization": f"Basic {base64.b64encode(auth.encode()).decode()}"} if auth else {}
+
+
 def ensure_limits(api_url: str, urls: list[str] | tuple[str, ...], size: int) -> list[str]:
     """Create the limit of each endpoint URL with `size` slots, or resize it; returns their names."""
     names = []
-    with httpx.Client(timeout=10) as client:
+    with httpx.Client(timeout=10, headers=prefect_headers()) as client:
         for url in urls:
             name = limit_name(url)
             try:
@@ -75,7 +82,7 @@ def read_limits(api_url: str, urls: list[str] | tuple[str, ...]) -> dict[str, di
     for url in urls:
         name = limit_name(url)
         try:
-            response = httpx.get(f"{_api(api_url)}/v2/concurrency_limits/{name}", timeout=5)
+            response = httpx.get(f"{_api(api_url)}/v2/concurrency_limits/{name}", headers=prefect_headers(), timeout=5)
         except httpx.HTTPError:
             result[name] = None
             continue
@@ -88,7 +95,7 @@ class SlotPool:
 
     def __init__(self, api_url: str, name: str, hold_s: float = 2.0, idle_s: float = 0.3):
         self.api, self.name, self.hold_s, self.idle_s = _api(api_url), name, hold_s, idle_s
-        self._client = httpx.Client(timeout=30)
+        self._client = httpx.Client(timeout=30, headers=prefect_headers())
         self._cond = threading.Condition()
         self._idle: list[tuple[str, float, float]] = []  # (lease, taken at, idle since)
         self._busy: dict[str, float] = {}  # lease -> taken at

@@ -25,7 +25,8 @@ from pathlib import Path
 from promptyard.errors import ServiceError, UserError
 from promptyard.runtime.settings import Settings
 
-__all__ = ["DATABASES", "binaries", "check", "start", "stop", "ready", "ensure_databases", "describe"]
+__all__ = ["DATABASES", "binaries", "check", "start", "stop", "ready", "ensure_databases", "describe", "prefect_auth",
+           "use_prefect_auth"]
 
 DATABASES = ("mlflow", "mlflow_auth", "prefect", "promptyard")
 ROLE = "promptyard"
@@ -211,6 +212,29 @@ def admin_password(s: Settings) -> str:
     return _secret(s, "mlflow-admin-password", "MLFLOW_AUTH_ADMIN_PASSWORD")
 
 
+PREFECT_AUTH_FILE = "prefect-api-auth"
+
+
+def prefect_auth(s: Settings, create: bool = False) -> str | None:
+    """The team's Prefect API credentials ("promptyard:<password>"): PREFECT_API_AUTH_STRING, else the string
+    `up --team` generated into `team/prefect-api-auth` (mode 600); None when neither is there."""
+    if os.environ.get("PREFECT_API_AUTH_STRING"):
+        return os.environ["PREFECT_API_AUTH_STRING"]
+    path = s.home_dir / "team" / PREFECT_AUTH_FILE
+    if create and not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch(mode=0o600)
+        path.write_text(f"promptyard:{secrets.token_urlsafe(24)}")
+    return path.read_text().strip() if path.is_file() else None
+
+
+def use_prefect_auth(s: Settings) -> None:
+    """Sign this process's Prefect clients in to the team's Prefect API (before Prefect is imported: it reads
+    its settings once). Nothing changes outside team mode or when the user set PREFECT_API_AUTH_STRING."""
+    if s.team_mode and (auth := prefect_auth(s)):
+        os.environ.setdefault("PREFECT_API_AUTH_STRING", auth)
+
+
 def service_env(s: Settings) -> dict[str, str]:
     """What the team's MLflow and Prefect servers read from their environment (URLs with passwords stay off
     command lines)."""
@@ -227,5 +251,6 @@ def service_env(s: Settings) -> dict[str, str]:
         "MLFLOW_AUTH_ADMIN_PASSWORD": admin_password(s),
         "MLFLOW_FLASK_SERVER_SECRET_KEY": _secret(s, "mlflow-secret-key", "MLFLOW_FLASK_SERVER_SECRET_KEY"),
         "PREFECT_API_DATABASE_CONNECTION_URL": s.team_db_url("prefect", driver="asyncpg"),
+        "PREFECT_SERVER_API_AUTH_STRING": prefect_auth(s, create=True),  # no call without it but /health
         "PROMPTYARD_AUDIT_URL": s.audit_store_url,
     }

@@ -45,7 +45,8 @@ def down(s: Settings, echo: Callable[[str], None] = lambda _: None) -> list[str]
 
 def status(s: Settings) -> list[stack.ServiceStatus]:
     """The stack's services, each with its database, and PostgreSQL."""
-    databases = {"mlflow": "mlflow (runs, prompts), mlflow_auth (users)", "prefect": "prefect"}
+    databases = {"mlflow": "mlflow (runs, prompts), mlflow_auth (users)",
+                 "prefect": f"prefect; sign-in PREFECT_API_AUTH_STRING (team/{postgres.PREFECT_AUTH_FILE})"}
     result = []
     for item in stack.status(s):
         if item.name in databases:

@@ -25,6 +25,7 @@ import psutil
 
 from promptyard.errors import ServiceError
 from promptyard.runtime import stack
+from promptyard.runtime.limits import prefect_headers
 from promptyard.runtime.settings import Settings
 
 __all__ = ["start", "stop", "status", "worker_names", "online_workers"]
@@ -43,8 +44,14 @@ def _worker_env(s: Settings) -> dict[str, str]:
     env = stack._child_env(s)
     env["PREFECT_API_URL"] = s.prefect_url  # the worker polls this server; its flow runs report to it
     for server_only in ("MLFLOW_BACKEND_STORE_URI", "MLFLOW_AUTH_CONFIG_PATH", "MLFLOW_AUTH_ADMIN_PASSWORD",
-                        "MLFLOW_FLASK_SERVER_SECRET_KEY", "PREFECT_API_DATABASE_CONNECTION_URL"):
+                        "MLFLOW_FLASK_SERVER_SECRET_KEY", "PREFECT_API_DATABASE_CONNECTION_URL",
+                        "PREFECT_SERVER_API_AUTH_STRING"):
         env.pop(server_only, None)  # flow runs are clients: they sign in as MLFLOW_TRACKING_USERNAME
+    if s.team_mode:
+        from promptyard.runtime.postgres import prefect_auth
+
+        if auth := prefect_auth(s):
+            env.setdefault("PREFECT_API_AUTH_STRING", auth)  # the team's Prefect API wants it
     return env
 
 
@@ -62,7 +69,7 @@ def online_workers(s: Settings) -> dict[str, dict]:
     """What the Prefect server knows of this state directory's workers: name -> {status, last heartbeat}."""
     try:
         response = httpx.post(f"{s.prefect_url.rstrip('/')}/work_pools/{s.work_pool}/workers/filter", json={},
-                              timeout=5)
+                              headers=prefect_headers(), timeout=5)
     except httpx.HTTPError:
         return {}
     if response.status_code != 200:

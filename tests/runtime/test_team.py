@@ -4,6 +4,7 @@ optimization end to end on the team stack; a second process reads the prompt by 
 
 from __future__ import annotations
 
+import base64
 import os
 import subprocess
 import sys
@@ -11,6 +12,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import httpx
 import mlflow
 import pytest
 from click.testing import CliRunner
@@ -31,7 +33,8 @@ def _env(settings: Settings) -> dict[str, str]:
             "PROMPTYARD_PREFECT_PORT": str(settings.prefect_port),
             "PROMPTYARD_POSTGRES_PORT": str(settings.postgres_port),
             "MLFLOW_TRACKING_URI": settings.tracking_uri, "MLFLOW_TRACKING_USERNAME": "admin",
-            "MLFLOW_TRACKING_PASSWORD": postgres.admin_password(settings)}
+            "MLFLOW_TRACKING_PASSWORD": postgres.admin_password(settings),
+            "PREFECT_API_AUTH_STRING": postgres.prefect_auth(settings)}
 
 
 @pytest.fixture(scope="module")
@@ -96,6 +99,47 @@ def test_status_shows_each_service_and_its_database(team_stack):
     assert server and "root" not in server  # PostgreSQL never runs as root
 
 
+def _basic(auth: str) -> dict[str, str]:
+    return {"Authorization": "Basic " + base64.b64encode(auth.encode()).decode()}
+
+
+def test_the_team_prefect_api_lets_in_only_the_team(team_stack, monkeypatch):
+    """Without the team's credentials the Prefect API runs nothing (no deployment, no slot of the limit), from
+    a raw request or from Prefect's own CLI; with them the limits and a worker work as in local mode."""
+    settings, _ = team_stack
+    api, auth = settings.prefect_url, postgres.prefect_auth(settings)
+    assert auth and (settings.home_dir / "team" / postgres.PREFECT_AUTH_FILE).stat().st_mode & 0o777 == 0o600
+    assert httpx.get(f"{api}/health").status_code == 200  # probes stay open
+    password = auth.split(":", 1)[1]
+    for forged in ({}, _basic("promptyard:wrong"), _basic(f"admin:{password}"), _basic(password),
+                   {"Authorization": f"Bearer {password}"}):
+        assert httpx.post(f"{api}/deployments/filter", json={}, headers=forged).status_code == 401
+        assert httpx.post(f"{api}/v2/concurrency_limits/", headers=forged,
+                          json={"name": "lm-sneaky", "limit": 99}).status_code == 401
+    assert httpx.post(f"{api}/deployments/filter", json={}, headers=_basic(auth)).status_code == 200
+
+    prefect = [str(Path(sys.executable).parent / "prefect"), "deployment", "ls"]
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_AUTH_STRING"} | {"PREFECT_API_URL": api}
+    assert subprocess.run(prefect, env=env, capture_output=True, timeout=120).returncode != 0
+    signed_in = subprocess.run(prefect, env={**env, "PREFECT_API_AUTH_STRING": auth}, capture_output=True,
+                               text=True, timeout=120)
+    assert signed_in.returncode == 0, signed_in.stderr[-2000:]
+
+    _use(monkeypatch, settings)
+    from promptyard.runtime import workers
+    from promptyard.runtime.limits import ensure_limits, read_limits, slot
+
+    lm = "http://127.0.0.1:9/v1"
+    ensure_limits(api, [lm], 2)
+    with slot(api, lm):
+        assert next(iter(read_limits(api, [lm]).values()))["active_slots"] == 1
+    try:
+        assert workers.start(settings, 1, echo=lambda _: None, timeout=120) == ["worker-1"]
+        assert [w["status"] for w in workers.online_workers(settings).values()] == ["ONLINE"]
+    finally:
+        workers.stop(settings, echo=lambda _: None)
+
+
 def test_migrate_moves_everything(team_stack, local_state, monkeypatch):
     settings, _ = team_stack
     _, run_id = local_state
@@ -126,7 +170,7 @@ def test_migrate_moves_everything(team_stack, local_state, monkeypatch):
 def test_an_optimization_runs_on_the_team_stack(team_stack, fake_llm, monkeypatch, tmp_path):
     settings, _ = team_stack
     _use(monkeypatch, settings)
-    from prefect.settings import PREFECT_API_URL, temporary_settings
+    from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL, temporary_settings
 
     from flows.optimize import optimize_prompt
     from promptyard.registry import Registry
@@ -137,7 +181,8 @@ def test_an_optimization_runs_on_the_team_stack(team_stack, fake_llm, monkeypatc
         governed(registry, user="admin").register("optimized", SEED_TEMPLATE, commit_message="seed")
         governed(registry, user="admin").set_alias("optimized", "production", 1)
     dataset = write_dataset(tmp_path / "tiny", tiny_rows())
-    with temporary_settings(updates={PREFECT_API_URL: settings.prefect_url}):
+    with temporary_settings(updates={PREFECT_API_URL: settings.prefect_url,
+                                     PREFECT_API_AUTH_STRING: postgres.prefect_auth(settings)}):
         result = optimize_prompt(prompt="optimized@production", dataset=str(dataset),
                                  optimizer={"name": "copro", "breadth": 2, "depth": 1, "train_size": 8,
                                             "max_candidates": 2})
