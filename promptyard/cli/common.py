@@ -75,4 +75,13 @@ def use_prefect_server() -> str:
     url = point_prefect()
     require_answer(f"{url.rstrip('/')}/health", OrchestratorUnavailableError, f"The Prefect server at {url}",
                    "Start it with `promptyard up`, or set PREFECT_API_URL to a running Prefect API.")
+    import httpx
+
+    from promptyard.runtime.limits import prefect_headers, refuse_if_unauthorized
+
+    try:  # /health answers anyone: ask a question that needs the credentials before any work starts
+        refuse_if_unauthorized(url, httpx.get(f"{url.rstrip('/')}/admin/version", headers=prefect_headers(),
+                                              timeout=10))
+    except httpx.HTTPError:
+        pass  # it answered /health a moment ago; the run itself will say what is wrong
     return url

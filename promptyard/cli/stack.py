@@ -61,7 +61,12 @@ def _limit_status(settings) -> list:
     from promptyard.runtime.limits import read_limits
     from promptyard.runtime.stack import ServiceStatus
 
-    found = read_limits(settings.prefect_url, Endpoint.from_settings(settings).urls)
+    from promptyard.errors import PermissionDeniedError
+
+    try:
+        found = read_limits(settings.prefect_url, Endpoint.from_settings(settings).urls)
+    except PermissionDeniedError as exc:
+        return [ServiceStatus("limit", settings.prefect_url, False, None, str(exc))]
     return [ServiceStatus("limit", settings.prefect_url, limit is not None, None,
                           f"{name}: {limit['active_slots']} of {limit['limit']} slots in use" if limit else
                           f"{name} missing: `promptyard up` creates it") for name, limit in found.items()]

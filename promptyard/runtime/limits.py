@@ -27,7 +27,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from promptyard.errors import ServiceError, UserError
+from promptyard.errors import PermissionDeniedError, ServiceError, UserError
 
 __all__ = ["limit_name", "ensure_limits", "SlotPool", "slot", "read_limits"]
 
@@ -48,9 +48,27 @@ def _api(api_url: str) -> str:
 
 
 def prefect_headers() -> dict[str, str]:
-    """What Prefect's own client sends to an API that asks for credentials (PREFECT_API_AUTH_STRING)."""
+    """What Prefect's own client sends to an API that asks for credentials: PREFECT_API_AUTH_STRING, else in
+    team mode the team's string from the state directory (a Dask worker or a script signs in as the CLI does)."""
     auth = os.environ.get("PREFECT_API_AUTH_STRING")
+    if not auth:
+        from promptyard.runtime.settings import get_settings
+
+        settings = get_settings()
+        if settings.team_mode:
+            from promptyard.runtime.postgres import prefect_auth
+
+            auth = prefect_auth(settings)
     return {"Authorization": f"Basic {base64.b64encode(auth.encode()).decode()}"} if auth else {}
+
+
+def refuse_if_unauthorized(api_url: str, response: httpx.Response) -> None:
+    """A 401 is a setting to fix, not a fault to retry: one message that names it."""
+    if response.status_code == 401:
+        raise PermissionDeniedError(
+            f"The Prefect API at {_api(api_url)} refuses this process's credentials (401): set "
+            "PREFECT_API_AUTH_STRING to the team's auth string (in team/prefect-api-auth where `promptyard up "
+            "--team` ran).")
 
 
 def ensure_limits(api_url: str, urls: list[str] | tuple[str, ...], size: int) -> list[str]:
@@ -61,6 +79,7 @@ def ensure_limits(api_url: str, urls: list[str] | tuple[str, ...], size: int) ->
             name = limit_name(url)
             try:
                 found = client.get(f"{_api(api_url)}/v2/concurrency_limits/{name}")
+                refuse_if_unauthorized(api_url, found)
                 if found.status_code == 404:
                     client.post(f"{_api(api_url)}/v2/concurrency_limits/",
                                 json={"name": name, "limit": size, "active": True}).raise_for_status()
@@ -86,6 +105,7 @@ def read_limits(api_url: str, urls: list[str] | tuple[str, ...]) -> dict[str, di
         except httpx.HTTPError:
             result[name] = None
             continue
+        refuse_if_unauthorized(api_url, response)
         result[name] = response.json() if response.status_code == 200 else None
     return result
 
@@ -164,6 +184,7 @@ class SlotPool:
             raise ServiceError(f"The Prefect API at {self.api} did not answer for a slot of the endpoint limit "
                                f"{self.name!r} ({type(exc).__name__}: {exc}). Start it with `promptyard up`, or "
                                "unset PROMPTYARD_LM_LIMIT to send requests without the global limit.") from None
+        refuse_if_unauthorized(self.api, response)
         if response.status_code in (423, 429, 502, 503, 504):  # all taken, or the server is busy: wait, then again
             hint = float(response.headers.get("Retry-After", 0.1) or 0.1)
             return None, min(hint, self.hold_s / 4) * random.uniform(0.5, 1.0)

@@ -82,7 +82,8 @@ def _dirs(s: Settings) -> tuple[Path, Path, Path]:
 def _run(s: Settings, command: list[str], **kwargs) -> subprocess.CompletedProcess:
     user = _os_user(s)
     prefix = ["runuser", "-u", user, "--"] if user else []
-    return subprocess.run([*prefix, *command], capture_output=True, text=True, **kwargs)
+    env = {k: v for k, v in os.environ.items() if k not in SECRET_ENV}  # PostgreSQL's account gets none of ours
+    return subprocess.run([*prefix, *command], capture_output=True, text=True, env=env, **kwargs)
 
 
 def _password(s: Settings) -> str:
@@ -215,24 +216,35 @@ def admin_password(s: Settings) -> str:
 PREFECT_AUTH_FILE = "prefect-api-auth"
 
 
+SECRET_ENV = ("PREFECT_API_AUTH_STRING", "PREFECT_SERVER_API_AUTH_STRING", "MLFLOW_TRACKING_PASSWORD",
+              "MLFLOW_AUTH_ADMIN_PASSWORD", "MLFLOW_FLASK_SERVER_SECRET_KEY")
+
+
 def prefect_auth(s: Settings, create: bool = False) -> str | None:
     """The team's Prefect API credentials ("promptyard:<password>"): PREFECT_API_AUTH_STRING, else the string
-    `up --team` generated into `team/prefect-api-auth` (mode 600); None when neither is there."""
-    if os.environ.get("PREFECT_API_AUTH_STRING"):
-        return os.environ["PREFECT_API_AUTH_STRING"]
+    in `team/prefect-api-auth` (mode 600); None when neither is there or the file is not ours to read.
+
+    `create` (the server's start): the string the server is started with is the one in the file, the
+    user's PREFECT_API_AUTH_STRING if set, else a generated one, so every later command signs in alike."""
+    given = os.environ.get("PREFECT_API_AUTH_STRING") or None
     path = s.home_dir / "team" / PREFECT_AUTH_FILE
-    if create and not path.is_file():
+    if create and (given or not path.is_file()):
         path.parent.mkdir(parents=True, exist_ok=True)
         path.touch(mode=0o600)
-        path.write_text(f"promptyard:{secrets.token_urlsafe(24)}")
-    return path.read_text().strip() if path.is_file() else None
+        path.write_text(given or f"promptyard:{secrets.token_urlsafe(24)}")
+    if given:
+        return given
+    try:
+        return path.read_text().strip() or None
+    except OSError:  # none, or another account's state directory: the server says 401 and we say why
+        return None
 
 
 def use_prefect_auth(s: Settings) -> None:
     """Sign this process's Prefect clients in to the team's Prefect API (before Prefect is imported: it reads
     its settings once). Nothing changes outside team mode or when the user set PREFECT_API_AUTH_STRING."""
-    if s.team_mode and (auth := prefect_auth(s)):
-        os.environ.setdefault("PREFECT_API_AUTH_STRING", auth)
+    if s.team_mode and not os.environ.get("PREFECT_API_AUTH_STRING") and (auth := prefect_auth(s)):
+        os.environ["PREFECT_API_AUTH_STRING"] = auth
 
 
 def service_env(s: Settings) -> dict[str, str]:

@@ -146,15 +146,18 @@ def _tail(path: Path, lines: int = 15) -> str:
         return "(no log)"
 
 
-def _child_env(s: Settings) -> dict[str, str]:
+def _child_env(s: Settings, service: str | None = None) -> dict[str, str]:
     apply_offline_env(s)
     env = dict(os.environ)
     env["PREFECT_HOME"] = str(s.home_dir / "prefect")
     env.pop("PREFECT_API_URL", None)  # the server itself must not talk to another API
+    env.pop("PREFECT_API_AUTH_STRING", None)  # a client's credentials: no server needs them
     if s.team_mode:  # MLflow and Prefect on PostgreSQL, MLflow with basic-auth and the guard
         from promptyard.runtime.postgres import service_env
 
         env.update(service_env(s))
+        if service != "prefect":
+            env.pop("PREFECT_SERVER_API_AUTH_STRING", None)  # Prefect's alone
     return env
 
 
@@ -164,7 +167,7 @@ def _start(s: Settings, service: Service, env: dict[str, str] | None = None) -> 
     log = _log_file(s, service.name).open("ab")
     process = subprocess.Popen(
         service.command(s), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-        start_new_session=True, env=env or _child_env(s), cwd=s.home_dir,
+        start_new_session=True, env=env or _child_env(s, service.name), cwd=s.home_dir,
     )
     try:
         identity = _identity(process.pid)

@@ -23,9 +23,9 @@ from pathlib import Path
 import httpx
 import psutil
 
-from promptyard.errors import ServiceError
+from promptyard.errors import PermissionDeniedError, ServiceError
 from promptyard.runtime import stack
-from promptyard.runtime.limits import prefect_headers
+from promptyard.runtime.limits import prefect_headers, refuse_if_unauthorized
 from promptyard.runtime.settings import Settings
 
 __all__ = ["start", "stop", "status", "worker_names", "online_workers"]
@@ -72,6 +72,7 @@ def online_workers(s: Settings) -> dict[str, dict]:
                               headers=prefect_headers(), timeout=5)
     except httpx.HTTPError:
         return {}
+    refuse_if_unauthorized(s.prefect_url, response)
     if response.status_code != 200:
         return {}
     prefix = _prefix(s)
@@ -189,7 +190,10 @@ def _gone(pid: int, timeout: float) -> bool:
 
 def status(s: Settings) -> list[stack.ServiceStatus]:
     """One line per recorded worker: alive, and online at the server."""
-    online = online_workers(s) if worker_names(s) else {}
+    try:
+        online, refused = (online_workers(s) if worker_names(s) else {}), None
+    except PermissionDeniedError as exc:
+        online, refused = {}, str(exc)
     result = []
     for name in worker_names(s):
         pid = stack._read_pid(s, name)
@@ -197,7 +201,7 @@ def status(s: Settings) -> list[stack.ServiceStatus]:
         healthy = pid is not None and seen.get("status") == "ONLINE"
         note = f"pool {s.work_pool}, limit {_recorded_limit(s, name)}" if healthy else (
             "stale pid file; `promptyard down` removes it" if pid is None else
-            f"process alive, server reports {seen.get('status') or 'nothing'}")
+            refused or f"process alive, server reports {seen.get('status') or 'nothing'}")
         result.append(stack.ServiceStatus(name, s.prefect_url, healthy, pid, note))
     return result
 

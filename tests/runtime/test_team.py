@@ -140,6 +140,39 @@ def test_the_team_prefect_api_lets_in_only_the_team(team_stack, monkeypatch):
         workers.stop(settings, echo=lambda _: None)
 
 
+def test_the_prefect_credentials_reach_every_client_and_no_server_else(team_stack, monkeypatch):
+    """A script or a Dask worker on the state directory signs in by itself; wrong credentials stop a command with
+    one line naming the fix; the string is in the Prefect server's environment only (not MLflow's, not
+    PostgreSQL's, whose account is not ours)."""
+    settings, statuses = team_stack
+    api, auth = settings.prefect_url, postgres.prefect_auth(settings)
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "MLFLOW_", "PROMPTYARD_"))}
+    script = ("from promptyard.runtime.limits import ensure_limits, slot\n"
+              f"ensure_limits({api!r}, ['http://127.0.0.1:9/v1'], 1)\n"
+              f"with slot({api!r}, 'http://127.0.0.1:9/v1'):\n    print('slot held')")
+    for given in ({}, {"PREFECT_API_AUTH_STRING": ""}):  # unset, or exported empty
+        done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                              env={**clean, "PROMPTYARD_HOME": str(settings.home_dir), **given})
+        assert done.stdout.strip() == "slot held", done.stderr[-2000:]
+
+    wrong = {**clean, "PROMPTYARD_HOME": str(settings.home_dir), "PROMPTYARD_PREFECT_PORT": str(settings.prefect_port),
+             "PROMPTYARD_MLFLOW_PORT": str(settings.mlflow_port), "PREFECT_API_AUTH_STRING": "promptyard:guess"}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, env=wrong)
+    assert done.returncode != 0 and "PermissionDeniedError" in done.stderr and "PREFECT_API_AUTH_STRING" in done.stderr
+    promptyard = str(Path(sys.executable).parent / "promptyard")
+    refused = subprocess.run([promptyard, "deploy"], capture_output=True, text=True, timeout=180, env=wrong)
+    assert refused.returncode != 0 and "refuses this process's credentials" in refused.stderr + refused.stdout
+    assert "Traceback" not in refused.stderr + refused.stdout
+
+    pids = {s.name: s.pid for s in team.status(settings)}
+    postmaster = int((settings.home_dir / "team" / "pg" / "data" / "postmaster.pid").read_text().split()[0])
+    environ = {name: Path(f"/proc/{pid}/environ").read_bytes() for name, pid in
+               (("prefect", pids["prefect"]), ("mlflow", pids["mlflow"]), ("postgres", postmaster))}
+    assert auth.encode() in environ["prefect"]
+    assert auth.encode() not in environ["mlflow"] and auth.encode() not in environ["postgres"]
+    assert b"PREFECT_API_AUTH_STRING" not in environ["postgres"] + environ["mlflow"]
+
+
 def test_migrate_moves_everything(team_stack, local_state, monkeypatch):
     settings, _ = team_stack
     _, run_id = local_state
