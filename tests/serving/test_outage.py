@@ -30,7 +30,10 @@ def shared_server(tmp_path_factory):
         registry = Registry(settings.tracking_uri)
         governed(registry).register("support", "Be kind.\n\nQ: {{question}}")
         governed(registry).set_alias("support", "production", 1)
-        yield settings
+        try:
+            yield settings
+        finally:
+            stack.down(settings, ("mlflow",))  # the one the last test brought back up, not only the first
 
 
 @pytest.fixture
