@@ -261,6 +261,15 @@ def running(s: Settings, names: tuple[str, ...] = SERVICE_NAMES,
             signal.signal(signal.SIGTERM, previous)
 
 
+def _reap(pid: int) -> None:
+    """Collect the exit of a service this process started itself: until then it lingers as a zombie and its
+    group looks alive (a stop would wait its whole timeout, then KILL a process that already ended)."""
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:  # not our child: its parent (or init) collects it
+        pass
+
+
 def _stop_group(pid: int, timeout: float = 15.0) -> None:
     """TERM the service's process group (its own session), wait, then KILL what is left."""
     try:
@@ -272,6 +281,7 @@ def _stop_group(pid: int, timeout: float = 15.0) -> None:
         return
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        _reap(pid)
         try:
             os.killpg(pid, 0)
         except ProcessLookupError:
