@@ -39,3 +39,21 @@ def test_an_empty_answer_is_retried_past_the_cache(tmp_path, monkeypatch):
         fake.burst("empty", 3)  # no choices, empty content, null content: each one retried
         for _ in range(3):
             assert _lm(fake, Budget(), cache=False).forward(messages=MESSAGES).choices[0].message.content
+
+
+def test_the_remembered_model_lookup_answers_as_dspy_does_and_each_caller_gets_its_own_copy():
+    from dspy.clients import capabilities, costs, model_metadata
+
+    from promptyard.runtime.endpoint import _metered_lm_class
+
+    _metered_lm_class()
+    assert costs.model_info is capabilities.model_info is not model_metadata.model_info
+    for provider, model, namespaces in [("openai-chat", "gpt-4o-mini", None), ("openai-chat", "SmolLM2-135M", None),
+                                        ("vllm", "meta-llama/Llama-3.1-8B-Instruct", ("hosted_vllm",)),
+                                        ("openai-chat", "gpt-4o", ["openai"])]:
+        expected = model_metadata.model_info(provider, model, namespaces=namespaces)
+        first = costs.model_info(provider, model, namespaces=namespaces)
+        assert first == expected
+        first["input_cost_per_token"] = -1.0  # a caller that changes its copy changes nobody else's
+        assert costs.model_info(provider, model, namespaces=namespaces) == expected
+    assert costs.model_info("openai-chat", "gpt-4o-mini")["input_cost_per_token"] > 0
