@@ -210,15 +210,14 @@ def _metered_lm_class():
             return retrying(once)
 
         def _attempt(self, *args, **kwargs):
-            url = self.kwargs.get("api_base")
-            if self.replicas:  # round-robin: a retry goes to the next replica
-                url = kwargs["api_base"] = self.replicas[next(_turns) % len(self.replicas)]
-            if self.limit_api is None:
-                return self._metered(*args, **kwargs)
-            from promptyard.runtime.limits import slot
+            if self.limit_api is not None:  # no request goes out without a slot of a replica's limit
+                from promptyard.runtime.limits import slot
 
-            with slot(self.limit_api, url):  # no request goes out without a slot of the endpoint's limit
-                return self._metered(*args, **kwargs)
+                with slot(self.limit_api, self.replicas or self.kwargs.get("api_base")) as url:
+                    return self._metered(*args, **{**kwargs, "api_base": url})
+            if self.replicas:  # round-robin: a retry goes to the next replica
+                kwargs["api_base"] = self.replicas[next(_turns) % len(self.replicas)]
+            return self._metered(*args, **kwargs)
 
         def _metered(self, *args, **kwargs):
             if self.budget is None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import atexit
 import base64
+import itertools
 import os
 import random
 import re
@@ -29,7 +30,7 @@ import httpx
 
 from promptyard.errors import PermissionDeniedError, ServiceError, UserError
 
-__all__ = ["limit_name", "ensure_limits", "SlotPool", "slot", "read_limits"]
+__all__ = ["limit_name", "ensure_limits", "SlotPool", "lend", "slot", "read_limits"]
 
 LEASE_S = 60.0  # the shortest lease Prefect grants
 
@@ -111,52 +112,44 @@ def read_limits(api_url: str, urls: list[str] | tuple[str, ...]) -> dict[str, di
 
 
 class SlotPool:
-    """This process's slots of one global limit, lent to its requests one at a time."""
+    """This process's slots of one global limit (one endpoint replica), lent to its requests one at a time."""
 
-    def __init__(self, api_url: str, name: str, hold_s: float = 2.0, idle_s: float = 0.3):
+    def __init__(self, api_url: str, name: str, hold_s: float = 2.0, idle_s: float = 0.3,
+                 cond: threading.Condition | None = None):
         self.api, self.name, self.hold_s, self.idle_s = _api(api_url), name, hold_s, idle_s
         self._client = httpx.Client(timeout=30, headers=prefect_headers())
-        self._cond = threading.Condition()
+        self._cond = cond or threading.Condition()  # shared by a process's pools: a slot freed anywhere wakes waiters
         self._idle: list[tuple[str, float, float]] = []  # (lease, taken at, idle since)
         self._busy: dict[str, float] = {}  # lease -> taken at
         self._renewed: dict[str, float] = {}
         self._fetching = False
+        self._returning = 0  # slots on their way back to the server: still held there
+        self._refused_until = 0.0  # the server said all slots are taken: ask again after this
         self._closed = False
         self._thread = threading.Thread(target=self._upkeep, name=f"slots {name}", daemon=True)
         self._thread.start()
 
     # -- lending ------------------------------------------------------------------------------
     def acquire(self) -> str:
-        while True:
-            stale, lease, fetch = [], None, False
-            with self._cond:
-                now = time.monotonic()
-                while self._idle and lease is None:
-                    candidate, taken, _ = self._idle.pop()
-                    if now - taken < self.hold_s:
-                        lease, self._busy[candidate] = candidate, taken
-                    else:
-                        stale.append(candidate)
-                if lease is None and not self._fetching:
-                    self._fetching = fetch = True
-                elif lease is None and not stale:
-                    self._cond.wait(0.05)
-            self._give_back(stale)
-            if lease is not None:
-                return lease
-            if not fetch:
-                continue
-            try:
-                lease, wait = self._take()
-            finally:
-                with self._cond:
-                    self._fetching = False
-                    self._cond.notify_all()
-            if lease is not None:
-                with self._cond:
-                    self._busy[lease] = time.monotonic()
-                return lease
-            time.sleep(wait)
+        return lend([self])[1]
+
+    def _lend_idle(self) -> str | None:
+        """A slot this process already holds and nobody uses, if any (one held too long goes back)."""
+        stale, lease = [], None
+        with self._cond:
+            now = time.monotonic()
+            while self._idle and lease is None:
+                candidate, taken, _ = self._idle.pop()
+                if now - taken < self.hold_s:
+                    lease, self._busy[candidate] = candidate, taken
+                else:
+                    stale.append(candidate)
+            self._returning += len(stale)
+        self._give_back(stale)
+        return lease
+
+    def _held(self) -> int:
+        return len(self._busy) + len(self._idle) + self._returning
 
     def release(self, lease: str) -> None:
         with self._cond:
@@ -167,6 +160,7 @@ class SlotPool:
                 self._idle.append((lease, taken, time.monotonic()))
                 self._cond.notify()
                 return
+            self._returning += 1
         self._give_back([lease])
 
     # -- the server ---------------------------------------------------------------------------
@@ -194,6 +188,8 @@ class SlotPool:
         response.raise_for_status()
         body = response.json()
         if not body.get("limits"):
+            with self._cond:
+                self._returning += 1
             self._give_back([body["lease_id"]])
             raise ServiceError(f"No concurrency limit {self.name!r} on the Prefect API at {self.api}: `promptyard up` "
                                f"creates it (PROMPTYARD_LM_LIMIT=N), or `prefect gcl create {self.name} --limit N`.")
@@ -201,6 +197,7 @@ class SlotPool:
         return body["lease_id"], 0.0
 
     def _give_back(self, leases: list[str]) -> None:
+        """Free these slots on the server (each counted in `_returning` by the caller until it is)."""
         for lease in leases:
             self._renewed.pop(lease, None)
             for attempt in range(5):  # a busy server (503) gets a few tries; else the lease runs out by itself
@@ -212,6 +209,8 @@ class SlotPool:
                 if response.status_code < 500:
                     break
                 time.sleep(0.1 * (attempt + 1))
+            with self._cond:
+                self._returning -= 1
 
     def _upkeep(self) -> None:
         while not self._closed:
@@ -220,6 +219,7 @@ class SlotPool:
             with self._cond:
                 done = [item for item in self._idle if now - item[2] >= self.idle_s or now - item[1] >= self.hold_s]
                 self._idle = [item for item in self._idle if item not in done]
+                self._returning += len(done)
                 due = [lease for lease, at in list(self._renewed.items()) if now - at > LEASE_S / 3]
             self._give_back([lease for lease, _, _ in done])
             for lease in due:
@@ -234,28 +234,68 @@ class SlotPool:
         self._closed = True
         with self._cond:
             leases, self._idle = [lease for lease, _, _ in self._idle], []
+            self._returning += len(leases)
         self._give_back(leases)
+
+
+def lend(pools: list[SlotPool]) -> tuple[SlotPool, str]:
+    """A slot of any of the pools (the replicas of one endpoint): one this process holds idle first, else a
+    new one from the replica whose pool holds fewest, else wait for one to come free. Starting from a
+    turning offset spreads requests over replicas; no request waits on a full replica while another
+    has a slot free."""
+    cond = pools[0]._cond
+    while True:
+        start = next(_turns) % len(pools)
+        order = pools[start:] + pools[:start]
+        for pool in order:
+            if (lease := pool._lend_idle()) is not None:
+                return pool, lease
+        with cond:
+            now = time.monotonic()
+            askable = [p for p in order if not p._fetching and p._refused_until <= now]
+            pool = min(askable, key=SlotPool._held) if askable else None
+            if pool is None:
+                cond.wait(0.05)
+                continue
+            pool._fetching = True
+        lease, wait = None, 0.0
+        try:
+            lease, wait = pool._take()
+        finally:
+            with cond:
+                pool._fetching = False
+                if lease is not None:
+                    pool._busy[lease] = time.monotonic()
+                else:
+                    pool._refused_until = time.monotonic() + wait
+                cond.notify_all()
+        if lease is not None:
+            return pool, lease
 
 
 _POOLS: dict[tuple[int, str, str], SlotPool] = {}
 _POOLS_LOCK = threading.Lock()
+_FREED: dict[int, threading.Condition] = {}  # per process: one condition for all its pools
+_turns = itertools.count()
 
 
 def _pool(api_url: str, name: str) -> SlotPool:
     key = (os.getpid(), _api(api_url), name)  # a forked child makes its own
     with _POOLS_LOCK:
         if key not in _POOLS:
-            _POOLS[key] = SlotPool(api_url, name)
+            _POOLS[key] = SlotPool(api_url, name, cond=_FREED.setdefault(os.getpid(), threading.Condition()))
         return _POOLS[key]
 
 
 @contextmanager
-def slot(api_url: str, base_url: str):
-    """Hold one slot of the endpoint's global limit for the block."""
-    pool = _pool(api_url, limit_name(base_url))
-    lease = pool.acquire()
+def slot(api_url: str, base_urls: str | tuple[str, ...] | list[str]):
+    """Hold one slot of the global limit of one of the endpoint's replicas for the block; yields that
+    replica's URL, where the request goes."""
+    urls = [base_urls] if isinstance(base_urls, str) else list(base_urls)
+    pools = [_pool(api_url, limit_name(url)) for url in urls]
+    pool, lease = lend(pools)
     try:
-        yield
+        yield urls[pools.index(pool)]
     finally:
         pool.release(lease)
 

@@ -10,7 +10,7 @@ import os
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = ["Settings", "get_settings", "apply_offline_env", "BUNDLED_MODEL"]
@@ -61,7 +61,8 @@ class Settings(BaseSettings):
                              "with its Retry-After, 5xx, timeouts, broken bodies) are retried with backoff and jitter.")
     max_error_rate: float = Field(0.02, ge=0, lt=1, description="Share of requests that may still fail after their "
                                   "retries before a comparison refuses to decide (errors are never scored).")
-    lm_concurrency: int = Field(4, ge=1, le=256, description="Concurrent requests when scoring.")
+    lm_concurrency: int = Field(4, ge=1, le=256, description="Concurrent requests when scoring. Default: 4, or "
+                                "with a global limit (lm_limit), the whole limit: lm_limit x replicas.")
     lm_replicas: str = Field("", description="Comma-separated base URLs (…/v1) of replicas serving the same model; "
                              "requests are spread over them round-robin. Default: PROMPTYARD_LM_BASE_URL alone.")
     lm_limit: int | None = Field(None, ge=1, le=4096, description="Requests in flight at once per endpoint replica, "
@@ -131,6 +132,14 @@ class Settings(BaseSettings):
         None, description="SQLAlchemy URL of the A/B event store, e.g. postgresql+psycopg://host/db. "
         "Default: SQLite in the state directory.",
     )
+
+    @model_validator(mode="after")
+    def _scoring_fills_the_limit(self) -> Settings:
+        """Under a global limit, one scoring job may keep every slot of every replica busy (the limit, not
+        the job, bounds what the endpoint sees); a concurrency the user set stays as set."""
+        if self.lm_limit and "lm_concurrency" not in self.model_fields_set:
+            self.lm_concurrency = min(256, self.lm_limit * max(1, len(self.replica_urls)))
+        return self
 
     @property
     def home_dir(self) -> Path:

@@ -84,3 +84,42 @@ def test_resizing_and_a_missing_limit(prefect_server):
     with pytest.raises(UserError, match="no scheme or host"):
         limit_name("localhost:8000")
     assert httpx.get(f"{api}/health", timeout=5).status_code == 200
+
+
+def test_requests_go_to_the_replica_with_a_free_slot_and_never_past_its_limit(prefect_server):
+    """Another process holds every slot of replica A: requests go to B at once (none waits on A), and
+    once A's slots come free both replicas serve, never more in flight at one than its limit."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    api = prefect_server.prefect_url
+    with FakeLLM(latency_s=0.2) as a, FakeLLM(latency_s=0.2) as b:
+        ensure_limits(api, [a.base_url, b.base_url], 2)
+        held = [httpx.post(f"{api}/v2/concurrency_limits/increment-with-lease", timeout=10, json={
+            "names": [limit_name(a.base_url)], "slots": 1, "mode": "concurrency", "lease_duration": 60}).json()
+            for _ in range(2)]
+        lm = make_lm(Endpoint(base_url=a.base_url, model="fake", replicas=(a.base_url, b.base_url), limit_api=api),
+                     cache=False, attempts=1)
+        ask = lambda i: lm.forward(messages=[{"role": "user", "content": f"{i}: good"}])  # noqa: E731
+        started = time.monotonic()
+        with ThreadPoolExecutor(4) as pool:
+            list(pool.map(ask, range(12)))
+        assert len(a.chat_requests()) == 0 and len(b.chat_requests()) == 12
+        assert b.peak == 2 and time.monotonic() - started < 12 * 0.2 / 2 + 1.5  # B's two slots, kept busy
+        for lease in held:
+            httpx.post(f"{api}/v2/concurrency_limits/decrement-with-lease", json={"lease_id": lease["lease_id"]},
+                       timeout=10).raise_for_status()
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(ask, range(100, 140)))
+        assert len(a.chat_requests()) >= 10 and len(a.chat_requests()) + len(b.chat_requests()) == 52
+        assert a.peak <= 2 and b.peak <= 2, (a.peak, b.peak)
+
+
+def test_under_a_global_limit_scoring_may_fill_it_unless_told_otherwise(monkeypatch):
+    from promptyard.runtime import Settings
+
+    monkeypatch.setenv("PROMPTYARD_LM_REPLICAS", "http://127.0.0.1:8001/v1,http://127.0.0.1:8002/v1")
+    assert Settings().lm_concurrency == 4  # no limit: the plain default
+    monkeypatch.setenv("PROMPTYARD_LM_LIMIT", "6")
+    assert Settings().lm_concurrency == 12  # 6 slots on each of 2 replicas
+    monkeypatch.setenv("PROMPTYARD_LM_CONCURRENCY", "3")
+    assert Settings().lm_concurrency == 3
