@@ -40,7 +40,7 @@ TEMPLATE = "Classify the sentiment of the review as positive or negative (varian
 
 
 def score_candidate(template: str, rows: list[dict], replicas: tuple[str, ...], api: str | None,
-                    concurrency: int) -> int:
+                    concurrency: int, quiet: bool = False) -> int:
     """One candidate on the rows; plain data in and out, so it runs in a Dask worker too."""
     from promptyard.evaluation import get_metric, score_template
     from promptyard.runtime import Endpoint, apply_offline_env, make_lm
@@ -49,7 +49,7 @@ def score_candidate(template: str, rows: list[dict], replicas: tuple[str, ...], 
     lm = make_lm(Endpoint(base_url=replicas[0], model="fake", replicas=replicas, limit_api=api), cache=False)
     result = score_template(template, rows, lm=lm, metric=get_metric("exact_label", ["positive", "negative"]),
                             input_fields=["text"], label_field="label", concurrency=concurrency)
-    if result.errors:
+    if result.errors and not quiet:
         print("  an error:", next(e.error for e in result.examples if e.error)[:200], flush=True)
     return result.errors
 
@@ -144,6 +144,9 @@ def main() -> None:
                         cluster.close()
                     import distributed
 
+                    from flows.runners import no_worker_profiler
+
+                    no_worker_profiler()
                     cluster = distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
                                                        host="127.0.0.1", dashboard_address="127.0.0.1:0")
                     client = distributed.Client(cluster)
@@ -183,7 +186,7 @@ def _speed_up(mode: str, workers: int, replicas: int, rate: float) -> str:
 def _control(mocks: Replicas, rows, templates, args) -> None:
     """Without the global limit, four workers oversubscribe one replica: the mock refuses (429s, retried)."""
     mocks.reset()
-    jobs = [(t, rows[:50], (mocks.urls[0],), None, args.concurrency or args.cap) for t in templates[:4]]
+    jobs = [(t, rows[:50], (mocks.urls[0],), None, args.concurrency or args.cap, True) for t in templates[:4]]
     try:
         run_threads(4, jobs)
     except Exception as exc:  # scoring stops after a streak of refusals: that is the point

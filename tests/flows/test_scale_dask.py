@@ -6,7 +6,7 @@ import pytest
 from helpers import SEED_TEMPLATE, governed
 
 from flows.optimize import optimize_prompt
-from flows.runners import task_runner
+from flows.runners import PROFILER_DEADLOCKS, no_worker_profiler, task_runner
 from promptyard.runtime import Settings, budget
 
 distributed = pytest.importorskip("distributed")
@@ -14,6 +14,7 @@ distributed = pytest.importorskip("distributed")
 
 @pytest.fixture
 def cluster():
+    no_worker_profiler()
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
                                   dashboard_address="127.0.0.1:0") as c, \
             distributed.Client(c) as client:
@@ -48,3 +49,13 @@ def test_a_capped_run_scores_nothing_on_dask_workers(fake_llm, tiny_dataset, reg
         optimizer={"name": "copro", "breadth": 2, "depth": 1, "train_size": 8, "max_candidates": 2})
     assert result.registered_version is None and result.candidates == []
     assert "run it with PROMPTYARD_TASK_RUNNER=threads, or without the budget caps" in result.decision
+
+
+def test_workers_of_a_local_cluster_run_without_the_stack_sampler_where_it_deadlocks():
+    import dask
+
+    dask.config.set({"distributed.worker.profile.enabled": True})  # dask's default, as in a fresh process
+    runner = task_runner(Settings(task_runner="dask", dask_workers=1))
+    with distributed.LocalCluster(**runner.cluster_kwargs) as c, distributed.Client(c) as client:
+        seen = client.run(lambda: dask.config.get("distributed.worker.profile.enabled"))
+    assert list(seen.values()) == [not PROFILER_DEADLOCKS]
