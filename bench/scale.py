@@ -84,7 +84,7 @@ class Replicas:
 
 def _serve_replicas(count: int, latency: float, cap: int, conn) -> None:
     with ExitStack() as stack_:
-        fakes = [stack_.enter_context(FakeLLM(latency_s=latency, cap=cap)) for _ in range(count)]
+        fakes = [stack_.enter_context(FakeLLM(latency_s=latency, cap=cap, keep_alive=True)) for _ in range(count)]
         conn.send([f.base_url for f in fakes])
         while (command := conn.recv()) != "stop":
             for fake in fakes if command == "reset" else ():

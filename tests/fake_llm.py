@@ -53,7 +53,8 @@ PROPOSER_MARKERS = ("Rewrite the instruction", "Below are instructions", "Here a
 class FakeLLM:
     def __init__(self, proposal: str = "Read the review carefully. Answer positive or negative.",
                  magic_word: str = "carefully", default_answer: str = "positive", fail_status: int | None = None,
-                 latency_s: float = 0.0, faults: Faults | None = None, fail_when=None, cap: int | None = None):
+                 latency_s: float = 0.0, faults: Faults | None = None, fail_when=None, cap: int | None = None,
+                 keep_alive: bool = False):
         self.proposal = proposal
         self.magic_word = magic_word
         self.default_answer = default_answer
@@ -62,6 +63,7 @@ class FakeLLM:
         self.faults = faults
         self.fail_when = fail_when  # request -> fault kind (or None): a fault every time such a request comes
         self.faults_served: Counter = Counter()
+        self.keep_alive = keep_alive  # HTTP/1.1: a client may send its next request on the same connection
         self.cap = cap  # chat requests in flight above this are refused with a 429 (and counted in `over_cap`)
         self.in_flight = 0
         self.peak = 0  # most chat requests in flight at once (refused ones included: what arrived)
@@ -139,6 +141,9 @@ class FakeLLM:
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1" if fake.keep_alive else "HTTP/1.0"
+            disable_nagle_algorithm = True  # head and body go out as written, not held for the client's ACK
+
             def log_message(self, *args):  # keep test output clean
                 pass
 

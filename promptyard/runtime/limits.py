@@ -7,10 +7,12 @@ all processes together never have more than N requests in flight at a replica.
 
 Taking a slot from the server costs a round trip (≈0.1 s under load), too much for every short
 request; so each process keeps the slots it took in a small pool (`SlotPool`) and lends them to its
-requests one at a time. A slot goes back to the server once it has been held `hold_s` seconds (so
-other processes get their turn) or has been idle `idle_s` seconds, and every slot is a lease the
-pool renews: a process that dies frees its slots when their lease (60 s) runs out. Talks to
-Prefect's REST API directly (`/v2/concurrency_limits/...`), so it works from any thread.
+requests one at a time. A slot goes back to the server once it has been held `hold_s` (10) seconds
+(so other processes get their turn; a process refused a slot asks again every ≈0.5 s) or has been
+idle `idle_s` seconds, and every slot is a lease the pool renews: a process that dies frees its slots
+when their lease (60 s) runs out. With replicas, a request takes a free slot of any replica (`lend`)
+and goes to that replica. Talks to Prefect's REST API directly (`/v2/concurrency_limits/...`), so it
+works from any thread.
 """
 
 from __future__ import annotations
@@ -114,7 +116,7 @@ def read_limits(api_url: str, urls: list[str] | tuple[str, ...]) -> dict[str, di
 class SlotPool:
     """This process's slots of one global limit (one endpoint replica), lent to its requests one at a time."""
 
-    def __init__(self, api_url: str, name: str, hold_s: float = 2.0, idle_s: float = 0.3,
+    def __init__(self, api_url: str, name: str, hold_s: float = 10.0, idle_s: float = 0.3,
                  cond: threading.Condition | None = None):
         self.api, self.name, self.hold_s, self.idle_s = _api(api_url), name, hold_s, idle_s
         self._client = httpx.Client(timeout=30, headers=prefect_headers())
@@ -181,7 +183,7 @@ class SlotPool:
         refuse_if_unauthorized(self.api, response)
         if response.status_code in (423, 429, 502, 503, 504):  # all taken, or the server is busy: wait, then again
             hint = float(response.headers.get("Retry-After", 0.1) or 0.1)
-            return None, min(hint, self.hold_s / 4) * random.uniform(0.5, 1.0)
+            return None, min(hint, 0.5) * random.uniform(0.5, 1.0)
         if response.status_code == 422:
             raise ServiceError(f"The endpoint limit {self.name!r} has 0 slots on {self.api}: give it at least one "
                                "(PROMPTYARD_LM_LIMIT and `promptyard up`).")

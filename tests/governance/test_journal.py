@@ -16,17 +16,38 @@ from helpers import governed
 from promptyard.cli import cli
 from promptyard.governance import Journal
 
-_WRITER = textwrap.dedent("""
-    import sys
+_WRITERS = textwrap.dedent("""
+    import json, os, sys
     from promptyard.governance import Governance
     from promptyard.registry import GenerationConfig
-    worker, template = sys.argv[1], sys.argv[2]
-    governance = Governance.from_settings(user="worker-" + worker)
-    version, created = governance.register_once("support", template, generation=GenerationConfig(),
-                                                commit_message="from worker " + worker)
-    governance.set_alias("support", "staging", int(version.version), reason="worker " + worker)
-    governance.set_alias("support", "w" + worker, int(version.version))
-    print(version.version, created)
+
+    def write(worker, template):
+        governance = Governance.from_settings(user="worker-" + worker)
+        version, created = governance.register_once("support", template, generation=GenerationConfig(),
+                                                    commit_message="from worker " + worker)
+        governance.set_alias("support", "staging", int(version.version), reason="worker " + worker)
+        governance.set_alias("support", "w" + worker, int(version.version))
+        return f"{version.version} {created}"
+
+    children = []  # one process per template, forked once the imports are done, so they race at once
+    for worker, template in enumerate(json.loads(sys.argv[1])):
+        read, written = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            os.close(read)
+            try:
+                os.write(written, write(str(worker), template).encode())
+                os._exit(0)
+            except BaseException as exc:
+                os.write(written, f"{type(exc).__name__}: {exc}"[-3000:].encode())
+                os._exit(1)
+        os.close(written)
+        children.append((pid, read))
+    for pid, read in children:
+        with os.fdopen(read) as pipe:
+            said = pipe.read()
+        _, status = os.waitpid(pid, 0)
+        print(("ok " if status == 0 else "failed ") + said, flush=True)
 """)
 
 
@@ -38,13 +59,12 @@ def _run(code: str, *args: str, env=None) -> subprocess.Popen:
 def test_twenty_processes_registering_and_moving_aliases_lose_nothing_and_duplicate_nothing(registry):
     governed(registry).register("support", "Seed.\n\nQ: {{question}}")
     templates = [f"Answer in style {i % 10}.\n\nQ: {{{{question}}}}" for i in range(20)]  # each sent twice
-    workers = [_run(_WRITER, str(i), template) for i, template in enumerate(templates)]
-    results = []
-    for worker in workers:
-        out, err = worker.communicate(timeout=300)
-        assert worker.returncode == 0, err[-3000:]
-        number, created = out.split()
-        results.append((int(number), created == "True"))
+    launcher = _run(_WRITERS, json.dumps(templates))
+    out, err = launcher.communicate(timeout=300)
+    assert launcher.returncode == 0, err[-3000:]
+    lines = out.strip().split("\n")
+    assert len(lines) == 20 and all(line.startswith("ok ") for line in lines), out[-3000:]
+    results = [(int(line.split()[1]), line.split()[2] == "True") for line in lines]
 
     versions = {int(v.version): v.template for v in registry.versions("support")}
     assert len(versions) == 11  # the seed and ten templates: none lost, none twice
