@@ -30,9 +30,23 @@ from promptyard.runtime import apply_offline_env, get_settings  # noqa: E402
 apply_offline_env()  # what the CLI and the flows do first: offline, state under PROMPTYARD_HOME
 
 
+def _empty_mlflow_store(path: Path) -> None:
+    """A new MLflow SQLite store at `path`: a copy of one this process created (MLflow's schema
+    migrations take about a second of CPU per store; a copy takes milliseconds)."""
+    import shutil
+
+    template = _SESSION_DIR / f"mlflow-empty-{os.getpid()}.db"
+    if not template.exists():
+        from mlflow import MlflowClient
+
+        MlflowClient(f"sqlite:///{template}").search_experiments()  # creates and migrates the schema
+    shutil.copyfile(template, path)
+
+
 @pytest.fixture(autouse=True)
 def isolated(tmp_path, monkeypatch):
     """A fresh state dir and SQLite MLflow store for every test."""
+    _empty_mlflow_store(tmp_path / "mlflow.db")
     monkeypatch.setenv("PROMPTYARD_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("PROMPTYARD_MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     monkeypatch.setenv("PROMPTYARD_EXPERIMENT", "tests")
