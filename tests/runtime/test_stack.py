@@ -61,7 +61,8 @@ from promptyard.runtime import Settings, stack
 settings = Settings(home=Path(sys.argv[1]), mlflow_port=int(sys.argv[2]))
 with stack.running(settings, ("mlflow",), echo=lambda line: None):
     print("ready", flush=True)
-    time.sleep(600)
+    for _ in range(3000):  # a command at work: a signal that lands on one of its native threads (the process
+        time.sleep(0.2)    # has one) wakes no sleeping main thread; Python runs the handler between sleeps
 """
 
 
