@@ -55,14 +55,14 @@ def test_down_never_kills_a_pid_that_is_not_ours(tmp_path, stranger, recorded):
 
 
 _SERVE = """
-import sys, time
+import signal, sys, time
 from pathlib import Path
 from promptyard.runtime import Settings, stack
-settings = Settings(home=Path(sys.argv[1]), mlflow_port=int(sys.argv[2]))
+signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C live, as in a terminal (a job started in the
+settings = Settings(home=Path(sys.argv[1]), mlflow_port=int(sys.argv[2]))  # background inherits it ignored)
 with stack.running(settings, ("mlflow",), echo=lambda line: None):
     print("ready", flush=True)
-    for _ in range(3000):  # a command at work: a signal that lands on one of its native threads (the process
-        time.sleep(0.2)    # has one) wakes no sleeping main thread; Python runs the handler between sleeps
+    time.sleep(600)
 """
 
 
