@@ -47,8 +47,11 @@ class Endpoint:
             task = cls.from_settings(s)
             return cls(task.base_url, s.proposer_model or task.model, s.proposer_api_key or task.api_key,
                        task.timeout, task.replicas, task.limit_api)
-        return cls(base_url=s.proposer_base_url.rstrip("/"), model=s.proposer_model or s.lm_model,
-                   api_key=s.proposer_api_key or s.lm_api_key, timeout=s.lm_timeout)
+        url = s.proposer_base_url.rstrip("/")
+        task = cls.from_settings(s)
+        shared = task.limit_api is not None and _same_server(url, task.urls)  # a replica's limit counts it too
+        return cls(base_url=url, model=s.proposer_model or s.lm_model, api_key=s.proposer_api_key or s.lm_api_key,
+                   timeout=s.lm_timeout, limit_api=task.limit_api if shared else None)
 
     @property
     def urls(self) -> tuple[str, ...]:
@@ -58,6 +61,12 @@ class Endpoint:
     def describe(self) -> dict[str, str]:
         """What may be logged about the endpoint (never the key)."""
         return {"lm_base_url": self.base_url, "lm_model": self.model}
+
+
+def _same_server(url: str, urls: tuple[str, ...]) -> bool:
+    from promptyard.runtime.limits import limit_name
+
+    return limit_name(url) in {limit_name(u) for u in urls}
 
 
 def check_endpoint(endpoint: Endpoint, timeout: float = 5.0) -> None:
@@ -208,6 +217,12 @@ def _metered_lm_class():
                 return response
 
             return retrying(once)
+
+        async def aforward(self, *args, **kwargs):
+            """Async calls take the same path as sync ones (limit, budget, retries), in a thread."""
+            import asyncio
+
+            return await asyncio.to_thread(self.forward, *args, **kwargs)
 
         def _attempt(self, *args, **kwargs):
             if self.limit_api is not None:  # no request goes out without a slot of a replica's limit

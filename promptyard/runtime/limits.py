@@ -34,7 +34,8 @@ from promptyard.errors import PermissionDeniedError, ServiceError, UserError
 
 __all__ = ["limit_name", "ensure_limits", "SlotPool", "lend", "slot", "read_limits"]
 
-LEASE_S = 60.0  # the shortest lease Prefect grants
+LEASE_S = 60.0
+_THIS_MACHINE = {"localhost", "127.0.0.1", "::1", "0.0.0.0", "localhost.localdomain"}  # the shortest lease Prefect grants
 
 
 def limit_name(base_url: str) -> str:
@@ -43,7 +44,8 @@ def limit_name(base_url: str) -> str:
     if not parts.scheme or not parts.hostname:
         raise UserError(f"Endpoint URL {base_url!r} has no scheme or host: give one like http://host:8000/v1.")
     port = parts.port or (443 if parts.scheme == "https" else 80)
-    return re.sub(r"[^A-Za-z0-9._-]+", "-", f"lm-{parts.hostname}-{port}{parts.path.rstrip('/')}").strip("-")
+    host = "127.0.0.1" if parts.hostname in _THIS_MACHINE else parts.hostname  # one server, one limit
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", f"lm-{host}-{port}{parts.path.rstrip('/')}").strip("-")
 
 
 def _api(api_url: str) -> str:

@@ -123,3 +123,32 @@ def test_under_a_global_limit_scoring_may_fill_it_unless_told_otherwise(monkeypa
     assert Settings().lm_concurrency == 12  # 6 slots on each of 2 replicas
     monkeypatch.setenv("PROMPTYARD_LM_CONCURRENCY", "3")
     assert Settings().lm_concurrency == 3
+
+
+def test_side_doors_to_a_limited_server_take_its_slots(prefect_server, monkeypatch):
+    """Async calls, the same server spelled `localhost`, and a proposer on a task replica's URL all count
+    against the one limit: with 1 slot, the server never sees 2 requests at once."""
+    import asyncio
+
+    from promptyard.runtime import Settings
+
+    api = prefect_server.prefect_url
+    with FakeLLM(latency_s=0.3) as fake:
+        ensure_limits(api, [fake.base_url], 1)
+        assert limit_name(fake.base_url.replace("127.0.0.1", "localhost")) == limit_name(fake.base_url)
+        lm = make_lm(Endpoint(base_url=fake.base_url, model="fake", limit_api=api), cache=False, attempts=1)
+
+        async def five():
+            await asyncio.gather(*[lm.acall(messages=[{"role": "user", "content": f"{i}: good"}]) for i in range(5)])
+
+        asyncio.run(five())
+        assert len(fake.chat_requests()) == 5 and fake.peak == 1
+
+        monkeypatch.setenv("PROMPTYARD_LM_BASE_URL", fake.base_url)
+        monkeypatch.setenv("PROMPTYARD_LM_LIMIT", "1")
+        monkeypatch.setenv("PROMPTYARD_PREFECT_API_URL", api)
+        monkeypatch.setenv("PROMPTYARD_PROPOSER_BASE_URL", fake.base_url.replace("127.0.0.1", "localhost") + "/")
+        proposer = Endpoint.proposer_from_settings(Settings())
+        assert proposer.limit_api == api
+        monkeypatch.setenv("PROMPTYARD_PROPOSER_BASE_URL", "http://127.0.0.1:9/v1")  # another server: no limit of ours
+        assert Endpoint.proposer_from_settings(Settings()).limit_api is None
