@@ -34,8 +34,8 @@ from promptyard.errors import PermissionDeniedError, ServiceError, UserError
 
 __all__ = ["limit_name", "ensure_limits", "SlotPool", "lend", "slot", "read_limits"]
 
-LEASE_S = 60.0
-_THIS_MACHINE = {"localhost", "127.0.0.1", "::1", "0.0.0.0", "localhost.localdomain"}  # the shortest lease Prefect grants
+LEASE_S = 60.0  # the shortest lease Prefect grants
+_THIS_MACHINE = {"localhost", "127.0.0.1", "::1", "0.0.0.0", "localhost.localdomain"}  # one name for loopback
 
 
 def limit_name(base_url: str) -> str:
@@ -133,10 +133,7 @@ class SlotPool:
         self._thread = threading.Thread(target=self._upkeep, name=f"slots {name}", daemon=True)
         self._thread.start()
 
-    # -- lending ------------------------------------------------------------------------------
-    def acquire(self) -> str:
-        return lend([self])[1]
-
+    # -- lending (through `lend`) -------------------------------------------------------------
     def _lend_idle(self) -> str | None:
         """A slot this process already holds and nobody uses, if any (one held too long goes back)."""
         stale, lease = [], None
